@@ -1,0 +1,4 @@
+"""Metrics: AUC and friends with bootstrap confidence intervals.
+"""
+
+from __future__ import annotations

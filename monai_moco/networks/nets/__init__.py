@@ -1,0 +1,4 @@
+"""Whole networks: ConvStemViT, backbone factory, contrastive encoder, classifier wrapper.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,4 @@
+"""Shared utilities written once: distributed gather/shuffle helpers, momentum update.
+"""
+
+from __future__ import annotations
