@@ -2,3 +2,15 @@
 """
 
 from __future__ import annotations
+
+from .datalists import (
+    IMAGE_EXTENSIONS,
+    UNCERTAIN_POLICIES,
+    class_folder_datalist,
+    csv_datalist,
+    find_images,
+    medmnist_datalist,
+    unlabeled_datalist,
+)
+from .dataset import CACHE_MODES, make_dataset
+from .splits import group_train_val_split, label_fraction_split, stratum_keys
