@@ -2,3 +2,5 @@
 """
 
 from __future__ import annotations
+
+from .projection_head import MoCoV2ProjectionHead, ProjectionHead, SimCLRProjectionHead

@@ -2,3 +2,5 @@
 """
 
 from __future__ import annotations
+
+from .contrastive_encoder import ContrastiveEncoder

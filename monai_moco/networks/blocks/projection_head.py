@@ -1,0 +1,131 @@
+"""Projection heads that map backbone features to the space where the contrastive loss is computed.
+
+Lightly-style composable head (:class:`ProjectionHead`, a list of ``Linear -> [norm] -> [activation]`` blocks) and the
+two standard instances: the MoCo-v2 MLP (Chen et al., "Improved Baselines with Momentum Contrastive Learning", 2020)
+and the SimCLR head (Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020;
+BatchNorm variant of SimCLR-v2, "Big Self-Supervised Models are Strong Semi-Supervised Learners", NeurIPS 2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ProjectionHead", "MoCoV2ProjectionHead", "SimCLRProjectionHead"]
+
+
+class ProjectionHead(nn.Module):
+    """A stack of ``Linear(in, out) -> optional norm -> optional activation`` blocks (as lightly's ProjectionHead).
+
+    A block's ``Linear`` has no bias when a norm follows it (the norm's shift replaces it).
+
+    Args:
+        blocks: ``(in_features, out_features, norm or None, activation or None)`` per block.
+
+    Raises:
+        ValueError: when ``blocks`` is empty or consecutive blocks do not chain (``out`` of one != ``in`` of next).
+
+    Example::
+
+        head = ProjectionHead([(512, 512, nn.BatchNorm1d(512), nn.ReLU()), (512, 128, None, None)])
+        z = head(torch.randn(8, 512))  # 8 x 128
+    """
+
+    def __init__(self, blocks: Sequence[tuple[int, int, nn.Module | None, nn.Module | None]]) -> None:
+        super().__init__()
+        if len(blocks) == 0:
+            raise ValueError("ProjectionHead: blocks must hold at least one (in, out, norm, act) block.")
+        layers: list[nn.Module] = []
+        for i, (in_features, out_features, norm, act) in enumerate(blocks):
+            if i > 0 and in_features != blocks[i - 1][1]:
+                raise ValueError(
+                    f"ProjectionHead: block {i} expects {in_features} input features but block {i - 1} gives "
+                    f"{blocks[i - 1][1]}."
+                )
+            layers.append(nn.Linear(in_features, out_features, bias=norm is None))
+            if norm is not None:
+                layers.append(norm)
+            if act is not None:
+                layers.append(act)
+        self.layers = nn.Sequential(*layers)
+        self.in_features = int(blocks[0][0])
+        self.out_features = int(blocks[-1][1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project ``B x in_features`` features.
+
+        Args:
+            x: ``B x in_features``.
+
+        Returns:
+            ``B x out_features``.
+
+        Raises:
+            ValueError: when ``x`` is not ``B x in_features``.
+        """
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected features of shape B x {self.in_features}, got {tuple(x.shape)} "
+                "(pool or flatten the backbone output first)."
+            )
+        return self.layers(x)
+
+
+class MoCoV2ProjectionHead(ProjectionHead):
+    """MoCo-v2's two-layer MLP head: ``Linear -> ReLU -> Linear`` (Chen et al. 2020, "Improved Baselines").
+
+    Args:
+        in_features: backbone feature size (2048 for ResNet-50, 512 for ResNet-18).
+        hidden_features: hidden layer size.
+        out_features: embedding size.
+
+    Example::
+
+        head = MoCoV2ProjectionHead(512, 512, 128)
+    """
+
+    def __init__(self, in_features: int = 2048, hidden_features: int = 2048, out_features: int = 128) -> None:
+        super().__init__([(in_features, hidden_features, None, nn.ReLU()), (hidden_features, out_features, None, None)])
+
+
+class SimCLRProjectionHead(ProjectionHead):
+    """SimCLR's MLP head: ``num_layers`` linear layers with ReLU between them and optional BatchNorm (Chen et al.
+    2020; ``num_layers=3, batch_norm=True`` is SimCLR-v2's head).
+
+    With ``batch_norm=True`` every linear layer is followed by ``BatchNorm1d`` (the last one too, as in SimCLR-v2 and
+    lightly); the last layer has no activation.
+
+    Args:
+        in_features: backbone feature size.
+        hidden_features: hidden layer size.
+        out_features: embedding size.
+        num_layers: number of linear layers, ``>= 1``.
+        batch_norm: add ``BatchNorm1d`` after each linear layer.
+
+    Raises:
+        ValueError: when ``num_layers < 1``.
+
+    Example::
+
+        head = SimCLRProjectionHead(512, 512, 128, num_layers=2)
+    """
+
+    def __init__(
+        self,
+        in_features: int = 2048,
+        hidden_features: int = 2048,
+        out_features: int = 128,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+    ) -> None:
+        if num_layers < 1:
+            raise ValueError(f"SimCLRProjectionHead: num_layers must be >= 1, got {num_layers}.")
+        dims = [in_features] + [hidden_features] * (num_layers - 1) + [out_features]
+        blocks: list[tuple[int, int, nn.Module | None, nn.Module | None]] = []
+        for i in range(num_layers):
+            last = i == num_layers - 1
+            norm = nn.BatchNorm1d(dims[i + 1]) if batch_norm else None
+            blocks.append((dims[i], dims[i + 1], norm, None if last else nn.ReLU()))
+        super().__init__(blocks)
