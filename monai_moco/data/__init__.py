@@ -13,4 +13,27 @@ from .datalists import (
     unlabeled_datalist,
 )
 from .dataset import CACHE_MODES, make_dataset
-from .splits import group_train_val_split, label_fraction_split, stratum_keys
+from .splits import (
+    datalist_from_splits,
+    fraction_splits,
+    group_train_val_split,
+    label_fraction_split,
+    stratum_keys,
+)
+
+__all__ = [
+    "CACHE_MODES",
+    "IMAGE_EXTENSIONS",
+    "UNCERTAIN_POLICIES",
+    "class_folder_datalist",
+    "csv_datalist",
+    "datalist_from_splits",
+    "find_images",
+    "fraction_splits",
+    "group_train_val_split",
+    "label_fraction_split",
+    "make_dataset",
+    "medmnist_datalist",
+    "stratum_keys",
+    "unlabeled_datalist",
+]

@@ -152,12 +152,16 @@ def class_folder_datalist(
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes is None:
         if not present:
-            raise ValueError(f"dataset root {str(root)!r} has no class sub-folders (expected e.g. NORMAL/, PNEUMONIA/).")
+            raise ValueError(
+                f"dataset root {str(root)!r} has no class sub-folders (expected e.g. NORMAL/, PNEUMONIA/)."
+            )
         classes = present
     else:
         missing = [c for c in classes if c not in present]
         if missing:
-            raise FileNotFoundError(f"class folder(s) {missing} not found in {str(root)!r}; sub-folders present: {present}.")
+            raise FileNotFoundError(
+                f"class folder(s) {missing} not found in {str(root)!r}; sub-folders present: {present}."
+            )
     datalist = [
         {"image": path, "label": label, "label_name": name}
         for label, name in enumerate(classes)
@@ -174,7 +178,9 @@ def _parse_label(value: str, uncertain: str, where: str) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise ValueError(f"{where}: label cell {value!r} is not a number (expected an integer class, 0/1, -1 or blank).") from None
+        raise ValueError(
+            f"{where}: label cell {value!r} is not a number (expected an integer class, 0/1, -1 or blank)."
+        ) from None
     if number == -1.0:
         return {"ones": 1.0, "zeros": 0.0, "ignore": math.nan}[uncertain]
     return number
@@ -254,7 +260,9 @@ def csv_datalist(
             needed.append(("split_column", split_column))
         for arg, column in needed:
             if column not in header:
-                raise ValueError(f"column {column!r} ({arg}) not found in {str(csv_path)!r}; columns present: {header}.")
+                raise ValueError(
+                    f"column {column!r} ({arg}) not found in {str(csv_path)!r}; columns present: {header}."
+                )
         rows = [(line, row) for line, row in enumerate(reader, start=2)]
 
     if split is not None:
@@ -316,7 +324,9 @@ def medmnist_datalist(npz_path: str | os.PathLike, split: str = "train") -> list
     with np.load(npz_path) as npz:
         for key in (f"{split}_images", f"{split}_labels"):
             if key not in npz.files:
-                raise KeyError(f"{str(npz_path)!r} has no key {key!r} (split={split!r}); keys present: {sorted(npz.files)}.")
+                raise KeyError(
+                    f"{str(npz_path)!r} has no key {key!r} (split={split!r}); keys present: {sorted(npz.files)}."
+                )
         images = npz[f"{split}_images"]
         labels = npz[f"{split}_labels"]
     if len(images) != len(labels):
@@ -325,8 +335,8 @@ def medmnist_datalist(npz_path: str | os.PathLike, split: str = "train") -> list
         )
     labels = labels.reshape(len(labels), -1)
     if labels.shape[1] == 1:
-        return [{"image": img, "label": int(lab[0])} for img, lab in zip(images, labels)]
-    return [{"image": img, "label": lab.astype(np.float32)} for img, lab in zip(images, labels)]
+        return [{"image": img, "label": int(lab[0])} for img, lab in zip(images, labels, strict=True)]
+    return [{"image": img, "label": lab.astype(np.float32)} for img, lab in zip(images, labels, strict=True)]
 
 
 def unlabeled_datalist(

@@ -19,12 +19,15 @@ one per class" floor), then the ``j``-th patient (``j >= 1``) of a stratum with 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-__all__ = ["label_fraction_split", "group_train_val_split", "stratum_keys"]
+__all__ = ["label_fraction_split", "group_train_val_split", "stratum_keys", "fraction_splits", "datalist_from_splits"]
 
 # a separate random stream for validation carving, so the validation set is not the 10 % subset of draw 0
 _VAL_STREAM = 7919
@@ -214,3 +217,126 @@ def group_train_val_split(
     in_val[order[:k]] = True
     mask = in_val[unit_of]
     return np.flatnonzero(~mask).astype(np.int64), np.flatnonzero(mask).astype(np.int64)
+
+
+def _fraction_key(fraction: float) -> str:
+    return format(float(fraction), "g")
+
+
+def fraction_splits(
+    labels: Sequence[Any] | np.ndarray,
+    fractions: Sequence[float] = (1.0, 0.1, 0.01, 0.001),
+    draws: int = 3,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+) -> dict[str, Any]:
+    """All the index sets of a label-fraction study: a grouped validation set and nested training subsets.
+
+    The validation set is carved first (:func:`group_train_val_split`, when ``val_fraction > 0``); the label-fraction
+    subsets (:func:`label_fraction_split`) are then drawn from the rest, so no patient is in both.
+
+    Args:
+        labels: N labels (1D) or N x K multi-label rows.
+        fractions: label fractions in (0, 1].
+        draws: number of random draws per fraction.
+        groups: optional N group ids (e.g. patient ids).
+        seed: base seed.
+        val_fraction: fraction of the examples for validation; 0 keeps everything for training.
+
+    Returns:
+        ``{"val": idx, "pool": idx, "train": {"0.01": {"0": idx, ...}, ...}}`` with sorted int64 indices into
+        ``labels``; fraction keys are ``format(fraction, "g")`` and draw keys are strings, as in JSON.
+
+    Raises:
+        ValueError: for an invalid fraction, ``draws < 1`` or a bad ``val_fraction``.
+
+    Example::
+
+        study = fraction_splits(labels, (1.0, 0.01), draws=3, groups=patient_ids, val_fraction=0.1)
+        one_percent_draw_2 = study["train"]["0.01"]["2"]
+    """
+    if int(draws) < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}.")
+    labels = np.asarray(labels)
+    n = len(labels)
+    if val_fraction:
+        pool, val = group_train_val_split(labels, groups, val_fraction=val_fraction, seed=seed)
+    else:
+        pool, val = np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pool_groups = None if groups is None else np.asarray(groups)[pool]
+    train = {
+        _fraction_key(f): {
+            str(d): pool[label_fraction_split(labels[pool], f, draw=d, groups=pool_groups, seed=seed)]
+            for d in range(int(draws))
+        }
+        for f in fractions
+    }
+    return {"val": val, "pool": pool, "train": train}
+
+
+def datalist_from_splits(
+    datalist: Sequence[dict],
+    splits_file: str | os.PathLike,
+    fraction: float | None = None,
+    draw: int = 0,
+    key: str = "image",
+) -> list[dict]:
+    """The items of ``datalist`` named by a ``splits.json`` written by ``scripts/make_splits.py``.
+
+    Files are matched by their path relative to the data root recorded in the JSON (a suffix match), so the data
+    folder may move and the datalist may be reordered.
+
+    Args:
+        datalist: the full datalist the splits were made from (same files, any order or root).
+        splits_file: the JSON file.
+        fraction: a label fraction present in the file (e.g. 0.01); None selects the validation set.
+        draw: which draw of that fraction.
+        key: datalist key holding the file path.
+
+    Returns:
+        The selected items, in datalist order.
+
+    Raises:
+        FileNotFoundError: when ``splits_file`` does not exist.
+        KeyError: when the fraction or draw is not in the file (the ones present are listed).
+        ValueError: when files named in the split are missing from ``datalist``.
+
+    Example::
+
+        train = datalist_from_splits(csv_datalist("labels.csv", split="train"), "splits/splits.json", 0.01, draw=1)
+    """
+    splits_file = Path(splits_file)
+    if not splits_file.is_file():
+        raise FileNotFoundError(
+            f"splits file {str(splits_file)!r} does not exist (write it with scripts/make_splits.py)."
+        )
+    with open(splits_file) as f:
+        splits = json.load(f)
+    if fraction is None:
+        wanted = splits["val"]
+    else:
+        fkey = _fraction_key(fraction)
+        if fkey not in splits["train"] or str(draw) not in splits["train"][fkey]:
+            present = {k: sorted(v, key=int) for k, v in splits["train"].items()}
+            raise KeyError(
+                f"{str(splits_file)!r} has no fraction {fkey} draw {draw}; fractions and draws present: {present}."
+            )
+        wanted = splits["train"][fkey][str(draw)]
+    wanted_set = {PurePosixPath(p).parts for p in wanted}
+    depths = sorted({len(p) for p in wanted_set})
+    selected, found = [], set()
+    for item in datalist:
+        parts = Path(item[key]).parts
+        for depth in depths:
+            if tuple(parts[-depth:]) in wanted_set:
+                selected.append(item)
+                found.add(tuple(parts[-depth:]))
+                break
+    if len(found) != len(wanted_set):
+        missing = sorted("/".join(p) for p in wanted_set - found)
+        raise ValueError(
+            f"{len(missing)} file(s) of {str(splits_file)!r} are not in the datalist (first: {missing[:3]}); "
+            "was the split made from another dataset?"
+        )
+    return selected

@@ -54,7 +54,9 @@ def test_loader_runs_once_per_item_across_epochs(tmp_path: Path, small_datalist,
     assert [d["label"] for d in ds] == [d["label"] for d in small_datalist]
     if cache == "disk":  # a restart with the same cache_dir decodes nothing
         decode_again = _CountingDecode()
-        ds = make_dataset(small_datalist, Compose([decode_again, _RandomShift()]), cache="disk", cache_dir=tmp_path / "cache")
+        ds = make_dataset(
+            small_datalist, Compose([decode_again, _RandomShift()]), cache="disk", cache_dir=tmp_path / "cache"
+        )
         _ = [ds[i] for i in range(len(ds))]
         assert decode_again.calls == 0
 

@@ -39,7 +39,7 @@ def test_nested_reproducible_and_draws_differ(kermany_train, grouped):
     g = groups if grouped else None
     for draw in range(3):
         subsets = [set(label_fraction_split(labels, f, draw=draw, groups=g, seed=5).tolist()) for f in FRACTIONS]
-        for larger, smaller in zip(subsets, subsets[1:]):
+        for larger, smaller in zip(subsets, subsets[1:], strict=False):
             assert smaller <= larger
     a = label_fraction_split(labels, 0.01, draw=1, groups=g, seed=5)
     np.testing.assert_array_equal(a, label_fraction_split(labels, 0.01, draw=1, groups=g, seed=5))
