@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from .dist import (
-    GatherLayer,
     batch_shuffle,
     batch_unshuffle,
     concat_all_gather,

@@ -27,7 +27,6 @@ __all__ = [
     "get_rank",
     "concat_all_gather",
     "concat_all_gather_with_grad",
-    "GatherLayer",
     "batch_shuffle",
     "batch_unshuffle",
     "forward_shuffled",
@@ -102,41 +101,16 @@ def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(gathered, dim=0)
 
 
-class GatherLayer(torch.autograd.Function):
-    """All-gather with a backward pass that returns each rank its slice of the summed gradient.
-
-    As in SimCLR (Chen et al., ICML 2020) and lightly's ``GatherLayer``: forward gathers the ``B x ...`` tensors of
-    every rank, backward all-reduces (sums) the gradients of the gathered tensors and hands each rank the rows it
-    contributed. Summing across ranks, followed by DDP's gradient averaging, gives exactly the gradient of the mean
-    per-rank loss, i.e. of the loss over the global batch. Works on every backend that supports ``all_reduce``
-    (gloo, NCCL), unlike ``torch.distributed.nn.functional.all_gather`` whose gloo backward needs ``all_to_all``.
-
-    Example::
-
-        gathered = torch.cat(GatherLayer.apply(z), dim=0)
-    """
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        tensor = tensor.contiguous()
-        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, tensor)
-        return tuple(gathered)
-
-    @staticmethod
-    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        all_grads = torch.stack([g.contiguous() for g in grads])
-        dist.all_reduce(all_grads)
-        return all_grads[dist.get_rank()]
-
-
 def concat_all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """All-gather ``tensor`` from every rank and concatenate along dim 0, keeping the autograd graph.
 
-    Used for SimCLR negatives across ranks. The gradient that reaches this rank's ``tensor`` is the sum over ranks of
-    each rank's loss gradient with respect to these rows; with DDP's gradient averaging the parameter gradients equal
-    those of one process on the global batch (so, w.r.t. the inputs, ``grad / world_size`` matches the single-process
-    gradient). In one process ``tensor`` is returned unchanged (same graph).
+    Used for SimCLR negatives across ranks; wraps ``torch.distributed.nn.functional.all_gather`` (its backward works
+    on gloo through ``all_to_all`` and on NCCL through ``reduce_scatter``, checked in tests/utils/test_dist.py), so no
+    custom ``GatherLayer`` is needed. The gradient that reaches this rank's ``tensor`` is the sum over ranks of each
+    rank's loss gradient with respect to these rows (as SimCLR's and lightly's ``GatherLayer``); with DDP's gradient
+    averaging the parameter gradients equal those of one process on the global batch (so, w.r.t. the inputs,
+    ``grad / world_size`` matches the single-process gradient). In one process ``tensor`` is returned unchanged (same
+    graph).
 
     Args:
         tensor: the local tensor, ``B x ...`` (same shape on every rank).
@@ -150,7 +124,9 @@ def concat_all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """
     if get_world_size() == 1:
         return tensor
-    return torch.cat(GatherLayer.apply(tensor), dim=0)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
 
 
 @torch.no_grad()
