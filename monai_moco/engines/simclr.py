@@ -1,0 +1,99 @@
+"""SimCLR pretraining engine: one encoder, two views, NT-Xent over the (all-gathered) batch.
+
+Reference:
+    Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim.optimizer import Optimizer
+from torch.utils.data import DataLoader
+
+from monai_moco.engines.contrastive import ContrastiveTrainer
+from monai_moco.losses import NTXentLoss
+
+__all__ = ["SimCLRTrainer"]
+
+
+class SimCLRTrainer(ContrastiveTrainer):
+    """SimCLR training (Chen et al. ICML 2020) as a MONAI ``Trainer``.
+
+    Per iteration: ``z1 = network(view1)``, ``z2 = network(view2)`` (projection outputs), NT-Xent where each view's
+    positive is the other view of the same image and the negatives are the other ``2N - 2`` views of the batch,
+    gathered across ranks with gradient (``NTXentLoss(gather_distributed=True)``); backward, (clip), step.
+
+    SimCLR's schedule is linear warm-up then cosine decay, per iteration: ``monai.optimizers.WarmupCosineSchedule``
+    driven by ``monai.handlers.LrScheduleHandler(scheduler, epoch_level=False)``. For large batches the paper uses
+    ``monai_moco.optimizers.LARS`` (lr 0.3 x batch/256, weight decay 1e-6); at small batch AdamW or SGD work too.
+    Gradient accumulation is supported but, unlike a larger batch, does not add negatives: each micro-batch only
+    contrasts within itself (the in-batch negatives are what SimCLR's batch size buys).
+
+    Args:
+        device: the training device.
+        max_epochs: total number of epochs.
+        train_data_loader: batches with ``"view1"``/``"view2"`` or only ``"image"`` plus ``view_transform``.
+        network: the encoder, e.g. ``ContrastiveEncoder(backbone, SimCLRProjectionHead(...))``.
+        optimizer: optimizer over ``network``'s parameters.
+        loss_function: NT-Xent with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``; default
+            ``NTXentLoss(temperature=0.1)``.
+        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, compile,
+            clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
+            postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
+            event_to_attr, decollate, optim_set_to_none, to_kwargs).
+
+    Example::
+
+        import torch
+        from monai.handlers import LrScheduleHandler
+        from monai.optimizers import WarmupCosineSchedule
+        from monai_moco.engines import SimCLRTrainer
+        from monai_moco.losses import NTXentLoss
+        from monai_moco.networks.blocks.projection_head import SimCLRProjectionHead
+        from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder
+
+        net = ContrastiveEncoder(backbone, SimCLRProjectionHead(512, 512, 128))
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-6)
+        sched = WarmupCosineSchedule(opt, warmup_steps=100, t_total=10 * len(loader))
+        trainer = SimCLRTrainer(
+            device="cpu", max_epochs=10, train_data_loader=loader, network=net, optimizer=opt,
+            loss_function=NTXentLoss(temperature=0.1), view_transform=BatchedTwoView(...),
+            train_handlers=[LrScheduleHandler(sched, print_lr=False, epoch_level=False)],
+        )
+        trainer.run()
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable | DataLoader,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        loss_function: torch.nn.Module | Callable | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=NTXentLoss(temperature=0.1) if loss_function is None else loss_function,
+            **kwargs,
+        )
+        self._attach_train_handlers()
+
+    def forward_views(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns: ``z1``, ``z2``: projections of both views (one forward over the concatenated batch, so
+        BatchNorm sees both views together as in the SimCLR paper's global-BN setting within a device)."""
+        z = self._network_fn(torch.cat([view1, view2]))
+        z1, z2 = z.chunk(2)
+        return {"z1": z1, "z2": z2}
+
+    def compute_loss(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """NT-Xent of the two projections."""
+        return self.loss_function.forward_with_logits(outputs["z1"], outputs["z2"])
