@@ -2,3 +2,21 @@
 """
 
 from __future__ import annotations
+
+from .bootstrap import (
+    BUILTIN_METRICS,
+    auc_with_ci,
+    binary_metrics_with_ci,
+    bootstrap_ci,
+    per_class_auc_with_ci,
+    weighted_auc,
+)
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "auc_with_ci",
+    "binary_metrics_with_ci",
+    "bootstrap_ci",
+    "per_class_auc_with_ci",
+    "weighted_auc",
+]
