@@ -1,0 +1,25 @@
+"""Reading radiographs: DICOM / PNG / JPEG / NIfTI / 2D arrays -> ``1×H×W`` MONOCHROME2-like float ``MetaTensor``."""
+
+from __future__ import annotations
+
+from monai_moco.transforms.io.array import (
+    INTENSITY_MODES,
+    SUPPORTED_PHOTOMETRIC,
+    VOI_MODES,
+    LoadXRay,
+    XRayReadError,
+    check_xray_file,
+)
+from monai_moco.transforms.io.dictionary import LoadXRayD, LoadXRayd, LoadXRayDict
+
+__all__ = [
+    "INTENSITY_MODES",
+    "SUPPORTED_PHOTOMETRIC",
+    "VOI_MODES",
+    "LoadXRay",
+    "LoadXRayD",
+    "LoadXRayDict",
+    "LoadXRayd",
+    "XRayReadError",
+    "check_xray_file",
+]
