@@ -193,3 +193,50 @@ def test_finding_images_errors(tmp_path: Path):
     empty.mkdir()
     with pytest.raises(ValueError, match="has no class sub-folders"):
         class_folder_datalist(empty)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path, kermany_dir: Path, dicom_mono1: Path) -> tuple[Path, set[str]]:
+    """Real JPEGs beside a text file, an empty file and a truncated DICOM, in two class folders."""
+    real = sorted((kermany_dir / "val" / "NORMAL").glob("*.jpeg"))[:2]
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / cls).mkdir()
+        for src in real:
+            (tmp_path / cls / src.name).write_bytes(src.read_bytes())
+    (tmp_path / "NORMAL" / "notes.png").write_text("this is not an image")
+    (tmp_path / "NORMAL" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "PNEUMONIA" / "cut.dcm").write_bytes(dicom_mono1.read_bytes()[:100_000])
+    bad = {
+        str(tmp_path / "NORMAL" / "notes.png"),
+        str(tmp_path / "NORMAL" / "empty.jpg"),
+        str(tmp_path / "PNEUMONIA" / "cut.dcm"),
+    }
+    return tmp_path, bad
+
+
+def test_skip_bad_folder_datalists(mixed_folder, caplog):
+    root, bad = mixed_folder
+    assert len(class_folder_datalist(root)) == 7  # without skip_bad nothing is opened
+    report: list = []
+    with caplog.at_level("WARNING", logger="monai_moco.data.datalists"):
+        items = class_folder_datalist(root, skip_bad=True, report=report)
+    assert len(items) == 4 and not {d["image"] for d in items} & bad
+    assert {p for p, _ in report} == bad
+    assert all(Path(p).name in reason for p, reason in report)  # the loader's reason names the file
+    assert "skipped 3 unreadable image file(s) of 7" in caplog.text and "cut.dcm" in caplog.text
+    assert len(unlabeled_datalist(root, skip_bad=True)) == 4
+    # a seeded subset keeps drawing until it has enough good files
+    subset_report: list = []
+    subset = unlabeled_datalist(root, max_images=4, seed=0, skip_bad=True, report=subset_report)
+    assert len(subset) == 4 and not {d["image"] for d in subset} & bad
+    assert {p for p, _ in subset_report} <= bad
+
+
+def test_skip_bad_csv_datalist(mixed_folder):
+    root, bad = mixed_folder
+    rows = ["path,label"] + [f"{Path(p).relative_to(root).as_posix()},0" for p in find_images(root)]
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    report: list = []
+    items = csv_datalist(root / "manifest.csv", skip_bad=True, report=report)
+    assert len(items) == 4 and {p for p, _ in report} == bad
+    assert len(csv_datalist(root / "manifest.csv")) == 7
