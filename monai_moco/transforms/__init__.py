@@ -7,3 +7,14 @@ from __future__ import annotations
 
 from monai_moco.transforms.io import LoadXRay, LoadXRayD, LoadXRayd, LoadXRayDict, XRayReadError, check_xray_file  # noqa: F401
 from monai_moco.transforms.spatial import Letterbox, LetterboxD, Letterboxd, LetterboxDict, unletterbox  # noqa: F401
+from monai_moco.transforms.ssl import (  # noqa: F401
+    BatchedCXRAugment,
+    BatchedTwoView,
+    CXRAugmentConfig,
+    RandResizedCropXRay,
+    TwoView,
+    TwoViewD,
+    TwoViewd,
+    TwoViewDict,
+    cxr_ssl_augmentation,
+)
