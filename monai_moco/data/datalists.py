@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from monai.utils import look_up_option
 
+from monai_moco.transforms import XRayReadError, check_xray_file
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "UNCERTAIN_POLICIES",
@@ -94,8 +96,6 @@ def find_images(
 
 def _check_files(paths: Sequence[str], report: list | None) -> set[str]:
     """Run the loader's cheap validity check on each file; return the bad paths (logged and reported)."""
-    from monai_moco.transforms import XRayReadError, check_xray_file
-
     bad: list[tuple[str, str]] = []
     for path in paths:
         try:

@@ -85,3 +85,23 @@ def test_bad_options(small_datalist):
         make_dataset(small_datalist, None, cache="disk")
     with pytest.raises(ValueError, match=r"cache_rate must be in \[0, 1\]"):
         make_dataset(small_datalist, None, cache_rate=2.0)
+
+
+def test_real_loader_through_memory_cache(tmp_path: Path, kermany_dir: Path):
+    """End to end with LoadXRayd: real JPEGs load into 1x64x64; a bad file fails at load time with XRayReadError."""
+    from monai_moco.data import class_folder_datalist
+    from monai_moco.transforms import LoadXRayd, XRayReadError
+
+    items = class_folder_datalist(kermany_dir / "val")[::4]
+    ds = make_dataset(items, Compose([LoadXRayd("image", spatial_size=64), _RandomShift()]), progress=False)
+    first = ds[0]
+    assert first["image"].shape == (1, 64, 64) and first["label"] == items[0]["label"]
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image")
+    with pytest.raises(RuntimeError) as info:  # MONAI wraps transform errors; the cause is the loader's
+        make_dataset([{"image": str(bad), "label": 0}], Compose([LoadXRayd("image")]), cache="none")[0]
+    causes, err = [], info.value
+    while err is not None:
+        causes.append(err)
+        err = err.__cause__
+    assert any(isinstance(e, XRayReadError) and "broken.png" in str(e) for e in causes)
