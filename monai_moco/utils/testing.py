@@ -1,23 +1,29 @@
 """Run a function in several CPU processes joined by a gloo process group, for tests of distributed code.
 
-Each rank is a fresh ``python -m monai_moco.utils.testing`` subprocess that loads the given Python file by path,
-initialises ``torch.distributed`` (gloo, TCP on a free local port), calls the function and saves its return value;
-the parent collects the values in rank order. Loading by path (rather than pickling the function, as
-``torch.multiprocessing.spawn`` does) works for test files that are not importable packages.
+Each rank (forked from the caller, or a fresh subprocess that loads the function's file by path) initialises
+``torch.distributed`` (gloo, TCP on a free local port), calls the function and saves its return value; the parent
+collects the values in rank order. Neither way pickles the function (as ``torch.multiprocessing.spawn`` would), so it
+works for functions in test files that are not importable packages.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import multiprocessing as mp
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from monai.utils import look_up_option
 
 __all__ = ["find_free_port", "run_distributed"]
 
@@ -37,78 +43,115 @@ def find_free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_distributed(script: str | Path, function: str, world_size: int = 2, timeout: float = 120.0) -> list[Any]:
-    """Run ``function(rank, world_size)`` from the file ``script`` in ``world_size`` gloo processes.
+def _run_rank(fn: Callable[[int, int], Any], rank: int, world_size: int, port: int, out: str) -> None:
+    """Body of one forked rank: join the gloo group, run ``fn``, save its result or the traceback."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    try:
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+        )
+        try:
+            torch.save(fn(rank, world_size), out)
+        finally:
+            dist.destroy_process_group()
+    except BaseException:
+        Path(out + ".err").write_text(traceback.format_exc())
+        raise
+
+
+def run_distributed(
+    fn: Callable[[int, int], Any], world_size: int = 2, timeout: float = 120.0, start_method: str | None = None
+) -> list[Any]:
+    """Run ``fn(rank, world_size)`` in ``world_size`` processes joined by a gloo process group.
+
+    With ``start_method="fork"`` (the default where available) the ranks are forked from the calling process, so
+    nothing is imported again and a 2-rank test costs well under a second. With ``"subprocess"`` each rank is a fresh
+    ``python -m monai_moco.utils.testing`` process that loads the file defining ``fn`` by path (no pickling, so it works
+    for test files that are not importable packages); it costs a full ``import torch, monai`` per rank.
 
     Args:
-        script: path of a Python file defining ``function`` at module level (e.g. ``__file__`` of a test).
-        function: name of the function; it receives ``(rank, world_size)`` after the process group is initialised
-            and returns something ``torch.save`` can store (tensors, dicts, lists).
+        fn: a module-level function taking ``(rank, world_size)``, called after the process group is initialised; it
+            returns something ``torch.save`` can store (tensors, dicts, lists).
         world_size: number of processes.
         timeout: seconds to wait for all processes.
+        start_method: ``"fork"`` or ``"subprocess"``; ``None`` picks fork when the platform has it.
 
     Returns:
         the return values, in rank order.
 
     Raises:
-        RuntimeError: when a process fails or times out (its stderr is included).
+        RuntimeError: when a rank fails or times out (its traceback / stderr is included).
 
     Example::
 
         def _worker(rank, world_size):
             return concat_all_gather(torch.full((2,), float(rank)))
 
-        results = run_distributed(__file__, "_worker", world_size=2)
+        results = run_distributed(_worker, world_size=2)
     """
+    if start_method is None:
+        start_method = "fork" if "fork" in mp.get_all_start_methods() else "subprocess"
+    start_method = look_up_option(start_method, ("fork", "subprocess"))
     port = find_free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(prefix="monai_moco_dist_") as tmp:
-        outs = [Path(tmp) / f"rank{r}.pt" for r in range(world_size)]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "monai_moco.utils.testing", str(script), function, str(r), str(world_size),
-                 str(port), str(outs[r])],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for r in range(world_size)
-        ]
+        outs = [str(Path(tmp) / f"rank{r}.pt") for r in range(world_size)]
         errors = []
-        for r, proc in enumerate(procs):
-            try:
-                _, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                for p in procs:
-                    p.kill()
-                _, err = proc.communicate()
-                errors.append(f"rank {r} timed out after {timeout} s:\n{err[-3000:]}")
-                continue
-            if proc.returncode != 0:
-                errors.append(f"rank {r} exited with {proc.returncode}:\n{err[-3000:]}")
+        if start_method == "fork":
+            ctx = mp.get_context("fork")
+            procs = [ctx.Process(target=_run_rank, args=(fn, r, world_size, port, outs[r])) for r in range(world_size)]
+            for proc in procs:
+                proc.start()
+            deadline = time.monotonic() + timeout
+            for proc in procs:
+                proc.join(max(deadline - time.monotonic(), 0.0))
+            for r, proc in enumerate(procs):
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+                    errors.append(f"rank {r} timed out after {timeout} s")
+                elif proc.exitcode != 0:
+                    err = Path(outs[r] + ".err")
+                    errors.append(f"rank {r} exited with {proc.exitcode}:\n{err.read_text() if err.exists() else ''}")
+        else:
+            script = inspect.getsourcefile(fn)
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            procs_sp = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "monai_moco.utils.testing", str(script), fn.__name__, str(r),
+                     str(world_size), str(port), outs[r]],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for r in range(world_size)
+            ]
+            for r, sp in enumerate(procs_sp):
+                try:
+                    _, err = sp.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    for other in procs_sp:
+                        other.kill()
+                    _, err = sp.communicate()
+                    errors.append(f"rank {r} timed out after {timeout} s:\n{err[-3000:]}")
+                    continue
+                if sp.returncode != 0:
+                    errors.append(f"rank {r} exited with {sp.returncode}:\n{err[-3000:]}")
         if errors:
-            raise RuntimeError(f"run_distributed({script}, {function}) failed:\n" + "\n".join(errors))
+            raise RuntimeError(f"run_distributed({fn.__name__}, world_size={world_size}) failed:\n" + "\n".join(errors))
         return [torch.load(o, weights_only=False) for o in outs]
 
 
 def _worker_main(argv: list[str]) -> None:
     script, function, rank, world_size, port, out = argv
-    import torch.distributed as dist
-
     spec = importlib.util.spec_from_file_location("_monai_moco_dist_worker", script)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=int(rank), world_size=int(world_size)
-    )
-    try:
-        result = getattr(module, function)(int(rank), int(world_size))
-        torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+    _run_rank(getattr(module, function), int(rank), int(world_size), int(port), out)
 
 
 if __name__ == "__main__":

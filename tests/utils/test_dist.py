@@ -151,7 +151,7 @@ def _dist_worker(rank: int, world_size: int) -> dict[str, torch.Tensor]:
 
 
 def test_two_process_gather_shuffle_and_grad():
-    res = run_distributed(__file__, "_dist_worker", world_size=2)
+    res = run_distributed(_dist_worker, world_size=2)
     xs_all = torch.cat([r["x"] for r in res])
     for r in res:
         assert torch.equal(r["gathered"], xs_all)  # rank order
