@@ -253,16 +253,18 @@ def _read_dicom(path: Path, voi: str) -> tuple[np.ndarray, dict[str, Any], tuple
         if photometric == "MONOCHROME1":
             arr = np.subtract(lo + hi, arr, dtype=np.float32)  # (lo + hi) - x keeps the nominal range
     else:
+        bits = int(ds.get("BitsStored", 8))
         if photometric == "PALETTE COLOR":
             from pydicom.pixels import apply_color_lut
 
             arr = apply_color_lut(arr, ds)
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])  # LUT entries are 8 or 16 bits
         if arr.ndim != 3 or arr.shape[-1] != 3:
             raise XRayReadError(
                 f"cannot read X-ray '{path}': colour pixel array has shape {arr.shape}; expected (H, W, 3)."
             )
         arr = _gray(arr)
-        lo, hi = 0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1)
+        lo, hi = 0.0, float(2**bits - 1)
     meta: dict[str, Any] = {k: str(ds.get(k, "") or "") for k in _META_TAGS}
     meta["PhotometricInterpretation"] = photometric
     meta.update(
