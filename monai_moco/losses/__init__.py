@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from .info_nce import InfoNCELoss
-from .memory_queue import MemoryQueue
-from .nt_xent import NTXentLoss
-from .utils import contrastive_accuracy, logit_stats
+from .info_nce import InfoNCELoss as InfoNCELoss
+from .memory_queue import MemoryQueue as MemoryQueue
+from .nt_xent import NTXentLoss as NTXentLoss
+from .utils import contrastive_accuracy as contrastive_accuracy
+from .utils import logit_stats as logit_stats

@@ -5,4 +5,4 @@ For warmup + cosine learning-rate decay use MONAI's ``monai.optimizers.WarmupCos
 
 from __future__ import annotations
 
-from .lars import LARS
+from .lars import LARS as LARS

@@ -256,7 +256,7 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float, copy_buffe
         raise ValueError(f"update_momentum: momentum m must be in [0, 1], got {m}.")
     params = [p.detach() for p in model.parameters()]
     params_ema = [p.detach() for p in model_ema.parameters()]
-    if len(params) != len(params_ema) or any(a.shape != b.shape for a, b in zip(params, params_ema)):
+    if len(params) != len(params_ema) or any(a.shape != b.shape for a, b in zip(params, params_ema, strict=False)):
         raise ValueError(
             f"update_momentum: model ({len(params)} parameters) and model_ema ({len(params_ema)} parameters) must "
             "have the same architecture (same parameters, same shapes, same order)."
@@ -265,7 +265,7 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float, copy_buffe
         torch._foreach_mul_(params_ema, m)
         torch._foreach_add_(params_ema, params, alpha=1.0 - m)
     if copy_buffers:
-        for b, b_ema in zip(model.buffers(), model_ema.buffers()):
+        for b, b_ema in zip(model.buffers(), model_ema.buffers(), strict=True):
             b_ema.copy_(b)
 
 

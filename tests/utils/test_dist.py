@@ -97,7 +97,7 @@ def test_update_momentum_math(m):
     model[1].running_mean.fill_(5.0)
     before = [p.detach().clone() for p in ema.parameters()]
     update_momentum(model, ema, m)
-    for p, p_ema, p0 in zip(model.parameters(), ema.parameters(), before):
+    for p, p_ema, p0 in zip(model.parameters(), ema.parameters(), before, strict=True):
         torch.testing.assert_close(p_ema, m * p0 + (1 - m) * p.detach(), rtol=0, atol=1e-6)
     # MoCo semantics: buffers (BN running statistics) are not touched by default
     assert torch.all(ema[1].running_mean == 0)
@@ -119,7 +119,7 @@ def test_cosine_schedule(start, end):
     assert cosine_schedule(250, 100, start, end) == pytest.approx(end)  # clamped after the end
     assert cosine_schedule(50, 100, start, end) == pytest.approx((start + end) / 2)
     values = [cosine_schedule(s, 100, start, end) for s in range(101)]
-    diffs = [b - a for a, b in zip(values, values[1:])]
+    diffs = [b - a for a, b in zip(values, values[1:], strict=False)]
     assert all(d * (end - start) >= -1e-12 for d in diffs)  # monotone towards end
     assert cosine_schedule(25, 100, 0.0, 1.0) == pytest.approx((1 - math.cos(math.pi / 4)) / 2)
 

@@ -3,4 +3,6 @@
 
 from __future__ import annotations
 
-from .projection_head import MoCoV2ProjectionHead, ProjectionHead, SimCLRProjectionHead
+from .projection_head import MoCoV2ProjectionHead as MoCoV2ProjectionHead
+from .projection_head import ProjectionHead as ProjectionHead
+from .projection_head import SimCLRProjectionHead as SimCLRProjectionHead

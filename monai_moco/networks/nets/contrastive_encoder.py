@@ -53,25 +53,20 @@ class ContrastiveEncoder(nn.Module):
         linears = [m for m in self.projection.modules() if isinstance(m, nn.Linear)]
         return linears[-1].out_features if linears else None
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(x)
-        if feats.ndim > 2 and all(s == 1 for s in feats.shape[2:]):
-            feats = feats.flatten(1)
-        if feats.ndim != 2:
-            raise ValueError(
-                f"ContrastiveEncoder: without a patch_head the backbone must return pooled features B x F, got "
-                f"{tuple(feats.shape)}; add global pooling to the backbone or pass a patch_head for B x N x F tokens."
+    def _backbone_out(self, x: torch.Tensor, tokens: bool) -> torch.Tensor:
+        """Backbone output checked for rank: patch tokens ``B x N x F`` or pooled features ``B x F``."""
+        out = self.backbone(x)
+        if not tokens and out.ndim > 2 and all(s == 1 for s in out.shape[2:]):
+            out = out.flatten(1)
+        if out.ndim != (3 if tokens else 2):
+            hint = (
+                "with a patch_head the backbone must return patch tokens B x N x F"
+                if tokens
+                else "without a patch_head the backbone must return pooled features B x F (add global pooling to "
+                "the backbone or pass a patch_head for B x N x F tokens)"
             )
-        return feats
-
-    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.backbone(x)
-        if tokens.ndim != 3:
-            raise ValueError(
-                f"ContrastiveEncoder: with a patch_head the backbone must return patch tokens B x N x F, got "
-                f"{tuple(tokens.shape)}."
-            )
-        return tokens
+            raise ValueError(f"ContrastiveEncoder: {hint}, got {tuple(out.shape)}.")
+        return out
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Representation before the projection head.
@@ -86,8 +81,8 @@ class ContrastiveEncoder(nn.Module):
             ValueError: when the backbone output has the wrong rank.
         """
         if self.patch_head is None:
-            return self._features(x)
-        return self.patch_head(self._tokens(x))
+            return self._backbone_out(x, tokens=False)
+        return self.patch_head(self._backbone_out(x, tokens=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Projection of the representation (what the contrastive loss compares).
@@ -126,7 +121,7 @@ class ContrastiveEncoder(nn.Module):
                 f"ContrastiveEncoder: patch_head {type(self.patch_head).__name__} does not accept return_scores=True; "
                 "use a head that returns (embedding, scores, indices), such as TopKPatchHead."
             )
-        out = self.patch_head(self._tokens(x), return_scores=True)
+        out = self.patch_head(self._backbone_out(x, tokens=True), return_scores=True)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
             raise RuntimeError(
                 f"ContrastiveEncoder: patch_head {type(self.patch_head).__name__}(tokens, return_scores=True) must "
