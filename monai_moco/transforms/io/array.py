@@ -16,6 +16,7 @@ the first axis as x (columns), as MONAI writes them, so a 2D NIfTI slice of shap
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,21 @@ def _dcmread(path: Path, **kwargs: Any) -> Any:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, **kwargs)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
         raise XRayReadError(
             f"cannot read X-ray '{path}': not a valid DICOM file ({type(e).__name__}: {e}); expected a DICOM Part 10 file."
         ) from e
+    for w in caught:
+        # pydicom only warns (and drops the element) when an encapsulated PixelData runs past the end of the file
+        if "End of file reached" in str(w.message):
+            raise XRayReadError(
+                f"cannot read X-ray '{path}': truncated DICOM ({w.message}); expected the complete file."
+            )
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
 
 
 def _check_dicom_header(ds: Any, path: Path) -> str:

@@ -159,6 +159,14 @@ def test_colour_dicom_becomes_one_channel(name: str, photometric: str) -> None:
     assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0 and float(img.std()) > 0.01
 
 
+def test_ybr_jpeg_dicom_matches_its_rgb_original() -> None:
+    # the same picture stored as RGB (uncompressed) and as YBR_FULL_422 JPEG baseline; measured correlation 0.99988
+    rgb = LoadXRay(intensity="dtype")(_testdata("SC_rgb.dcm"))
+    ybr = LoadXRay(intensity="dtype")(_testdata("SC_rgb_dcmtk_+eb+cy+np.dcm"))
+    assert ybr.meta["PhotometricInterpretation"] == "YBR_FULL_422"
+    assert _corr(rgb, ybr) > 0.999
+
+
 def test_kermany_jpeg_rgb_encoded_gray_loads_as_one_channel(kermany_dir: Path) -> None:
     path = next((kermany_dir / "test" / "NORMAL").glob("*.jpeg"))
     with Image.open(path) as im:
@@ -255,6 +263,12 @@ def _truncated(src: Path, tmp: Path) -> Path:
     return path
 
 
+def _truncated_jpeg(src: Path, tmp: Path) -> Path:
+    path = tmp / "truncated_jpeg.dcm"
+    path.write_bytes(src.read_bytes()[: src.stat().st_size // 2])  # encapsulated PixelData without its end
+    return path
+
+
 def _text(src: Path, tmp: Path) -> Path:
     path = tmp / "notes.dcm"
     path.write_text("this is a radiology report, not an image\n" * 20)
@@ -302,6 +316,7 @@ def _volume_nifti(src: Path, tmp: Path) -> Path:
     [
         (_missing, "file not found"),
         (_truncated, "truncated"),
+        (_truncated_jpeg, "truncated DICOM"),
         (_text, "expected a DICOM Part 10 file"),
         (_no_pixels, "PixelData absent"),
         (_hsv, "unsupported PhotometricInterpretation 'HSV'"),
