@@ -27,7 +27,7 @@ from monai.config import DtypeLike, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import Transform
-from monai.utils import look_up_option
+from monai.utils import get_equivalent_dtype, look_up_option
 
 from monai_moco.transforms.spatial.array import LETTERBOX_MODES, Letterbox
 
@@ -566,8 +566,7 @@ class LoadXRay(Transform):
         img: torch.Tensor = MetaTensor(torch.from_numpy(x), affine=affine, meta=meta)
         if self.resizer is not None:
             img = self.resizer(img)
-        out_dtype = torch.as_tensor(np.zeros(0, dtype=self.dtype)).dtype
-        img = img.to(out_dtype)
+        img = img.to(get_equivalent_dtype(self.dtype, torch.Tensor))
         if not get_track_meta() and isinstance(img, MetaTensor):
             return img.as_tensor()
         return img

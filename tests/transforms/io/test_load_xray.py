@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monai.data import MetaTensor, NibabelReader, list_data_collate
+from monai.data import MetaTensor, NibabelReader, list_data_collate, set_track_meta
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
@@ -375,3 +375,17 @@ def test_load_xrayd_holds_loader_and_keeps_meta_in_tensor(dicom_mono1: Path, ker
     assert batch["label"].tolist() == [0, 1]
     with pytest.raises(KeyError):
         LoadXRayd("image")({"label": 0})
+
+
+@pytest.mark.parametrize("dtype,expected", [(np.float16, torch.float16), (torch.float64, torch.float64)])
+def test_output_dtype(dicom_mono2_jpeg: Path, dtype, expected: torch.dtype) -> None:
+    assert LoadXRay(spatial_size=32, dtype=dtype)(dicom_mono2_jpeg).dtype == expected
+
+
+def test_plain_tensor_when_meta_tracking_is_off(dicom_mono2_jpeg: Path) -> None:
+    set_track_meta(False)
+    try:
+        img = LoadXRay(spatial_size=32)(dicom_mono2_jpeg)
+    finally:
+        set_track_meta(True)
+    assert type(img) is torch.Tensor and img.shape == (1, 32, 32)
