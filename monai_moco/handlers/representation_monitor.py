@@ -1,0 +1,234 @@
+"""Watch the representation improve during self-supervised pretraining: kNN (or logistic) probe AUC every N epochs.
+
+The contrastive loss alone says little about how useful the features are; MoCo (He et al., CVPR 2020) and InstDisc
+(Wu et al., CVPR 2018) monitor a weighted kNN classifier on the embeddings instead. Every ``interval`` epochs this
+handler embeds a small labelled training subset and a validation subset with the current network (eval mode, no
+gradient), classifies the validation embeddings by :func:`~monai_moco.metrics.knn_predict` (or an sklearn logistic
+regression, a cheap linear probe), and records the validation ROC AUC in ``engine.state.metrics[key]``, the log and
+TensorBoard.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.utils import look_up_option
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from monai_moco.metrics.knn import knn_predict
+
+__all__ = ["PROBES", "RepresentationMonitor", "image_label_batch"]
+
+PROBES: tuple[str, ...] = ("knn", "logistic")
+
+
+def image_label_batch(batch: Any, image_key: str = "image", label_key: str = "label") -> tuple[Any, Any]:
+    """Split a batch into ``(images, labels)``: a dict ``{"image": ..., "label": ...}`` or a pair.
+
+    Args:
+        batch: a collated batch.
+        image_key: image key of dict batches.
+        label_key: label key of dict batches.
+
+    Returns:
+        ``(images B x C x H x W, labels)``.
+
+    Raises:
+        KeyError: when a dict batch lacks a key.
+
+    Example::
+
+        images, labels = image_label_batch({"image": x, "label": y})
+    """
+    if isinstance(batch, dict):
+        missing = [k for k in (image_key, label_key) if k not in batch]
+        if missing:
+            raise KeyError(f"RepresentationMonitor: batch lacks keys {missing}; it has {sorted(batch)}.")
+        return batch[image_key], batch[label_key]
+    if isinstance(batch, Sequence) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise KeyError(
+        f"RepresentationMonitor: expected a dict batch with {image_key!r} and {label_key!r} or an (image, label) "
+        f"pair, got {type(batch).__name__}."
+    )
+
+
+def _labels_1d(labels: Any) -> np.ndarray:
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    elif y.ndim == 2:  # one-hot
+        y = y.argmax(axis=1)
+    if y.ndim != 1:
+        raise ValueError(f"RepresentationMonitor: labels must be B, B x 1 or one-hot B x C, got shape {y.shape}.")
+    return y.astype(np.int64)
+
+
+class RepresentationMonitor:
+    """Ignite handler: validation AUC of a kNN / logistic probe on the current embeddings, every ``interval`` epochs.
+
+    Features are ``feature_fn(network, images)`` if given, else ``network.embed(images)`` when the network has an
+    ``embed`` method (e.g. :class:`~monai_moco.networks.nets.ContrastiveEncoder`: the representation before the
+    projection head), else ``network(images)``; computed under ``torch.no_grad()`` in eval mode, after which the
+    network's previous train/eval mode is restored. AUC: binary -> AUC of class 1; multi-class -> macro one-vs-rest.
+
+    Args:
+        train_loader: labelled reference batches (a small subset is enough, e.g. a few hundred images).
+        val_loader: labelled validation batches.
+        interval: evaluate every ``interval`` epochs.
+        k: neighbours of the kNN probe.
+        temperature: kNN vote temperature (``exp(similarity / T)``).
+        feature_fn: optional ``feature_fn(network, images) -> B x F``.
+        summary_writer: optional TensorBoard ``SummaryWriter``; gets ``add_scalar(key, value, epoch)``.
+        key: name of the metric in ``engine.state.metrics``, the log and TensorBoard.
+        prepare_batch: ``prepare_batch(batch) -> (images, labels)``; default reads ``"image"``/``"label"``.
+        probe: ``"knn"`` (Wu et al. 2018) or ``"logistic"`` (sklearn ``LogisticRegression`` on L2-normalised
+            features).
+        num_classes: number of classes (default: inferred from the labels, at least 2).
+        network: the model to probe (default ``engine.network``).
+        at_start: also evaluate once when the run starts (the random-initialisation baseline).
+
+    Example::
+
+        monitor = RepresentationMonitor(probe_train_loader, probe_val_loader, interval=5,
+                                        summary_writer=writer, key="knn_auc")
+        monitor.attach(trainer)  # trainer.state.metrics["knn_auc"] after epochs 5, 10, ...
+    """
+
+    def __init__(
+        self,
+        train_loader: Iterable,
+        val_loader: Iterable,
+        interval: int = 1,
+        k: int = 20,
+        temperature: float = 0.07,
+        feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        summary_writer: Any | None = None,
+        key: str = "knn_auc",
+        prepare_batch: Callable[[Any], tuple[Any, Any]] = image_label_batch,
+        probe: str = "knn",
+        num_classes: int | None = None,
+        network: nn.Module | None = None,
+        at_start: bool = False,
+    ) -> None:
+        if int(interval) < 1:
+            raise ValueError(f"RepresentationMonitor: interval must be >= 1 epoch, got {interval}.")
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.interval = int(interval)
+        self.k = int(k)
+        self.temperature = float(temperature)
+        self.feature_fn = feature_fn
+        self.summary_writer = summary_writer
+        self.key = key
+        self.prepare_batch = prepare_batch
+        self.probe = look_up_option(probe, PROBES)
+        self.num_classes = num_classes
+        self.network = network
+        self.at_start = at_start
+        self.logger = logging.getLogger(__name__)
+        self.history: list[tuple[int, float]] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Evaluate at ``EPOCH_COMPLETED`` every ``interval`` epochs (and at ``STARTED`` with ``at_start``).
+
+        Args:
+            engine: the training engine (with a ``network`` attribute unless ``network`` was given).
+        """
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        if self.at_start:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def _features(self, network: nn.Module, loader: Iterable, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+        feats, labels = [], []
+        for batch in loader:
+            images, y = self.prepare_batch(batch)
+            images = torch.as_tensor(images).to(device)
+            if self.feature_fn is not None:
+                out = self.feature_fn(network, images)
+            elif callable(getattr(network, "embed", None)):
+                out = network.embed(images)
+            else:
+                out = network(images)
+            feats.append(out.flatten(1).float().cpu())
+            labels.append(_labels_1d(y))
+        if not feats:
+            raise ValueError("RepresentationMonitor: a probe data loader yielded no batches.")
+        return torch.cat(feats), np.concatenate(labels)
+
+    def compute(self, network: nn.Module) -> float:
+        """Probe AUC of ``network``'s current embeddings (the network's train/eval mode is restored afterwards).
+
+        Args:
+            network: the model to embed with.
+
+        Returns:
+            validation ROC AUC in ``[0, 1]`` (``nan`` when the validation labels hold a single class).
+        """
+        params = next(network.parameters(), None)
+        device = params.device if params is not None else torch.device("cpu")
+        was_training = network.training
+        network.eval()
+        try:
+            with torch.no_grad():
+                train_x, train_y = self._features(network, self.train_loader, device)
+                val_x, val_y = self._features(network, self.val_loader, device)
+        finally:
+            network.train(was_training)
+        num_classes = self.num_classes or max(2, int(max(train_y.max(), val_y.max())) + 1)
+        if self.probe == "knn":
+            probs = knn_predict(train_x, train_y, val_x, self.k, self.temperature, num_classes).numpy()
+        else:
+            probs = self._logistic(train_x, train_y, val_x, num_classes)
+        if np.unique(val_y).size < 2:
+            warnings.warn("RepresentationMonitor: validation labels hold one class; AUC undefined (nan).", stacklevel=2)
+            return float("nan")
+        if num_classes == 2:
+            return float(roc_auc_score(val_y, probs[:, 1]))
+        present = np.unique(val_y)
+        probs = probs[:, present] / np.clip(probs[:, present].sum(axis=1, keepdims=True), 1e-12, None)
+        return float(roc_auc_score(val_y, probs, multi_class="ovr", average="macro", labels=present))
+
+    @staticmethod
+    def _logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor, num_classes: int) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        fit_x = torch.nn.functional.normalize(train_x, dim=1).numpy()
+        eval_x = torch.nn.functional.normalize(val_x, dim=1).numpy()
+        probs = np.zeros((eval_x.shape[0], num_classes))
+        classes = np.unique(train_y)
+        if classes.size < 2:  # a one-class reference set predicts that class
+            probs[:, classes[0]] = 1.0
+            return probs
+        model = LogisticRegression(max_iter=1000).fit(fit_x, train_y)
+        probs[:, model.classes_] = model.predict_proba(eval_x)
+        return probs
+
+    def __call__(self, engine: Engine) -> None:
+        """Compute the probe AUC and store it in ``engine.state.metrics[key]``; log and write it to TensorBoard.
+
+        Args:
+            engine: the training engine.
+
+        Raises:
+            AttributeError: when neither ``network`` was given nor ``engine.network`` exists.
+        """
+        network = self.network if self.network is not None else getattr(engine, "network", None)
+        if network is None:
+            raise AttributeError(
+                "RepresentationMonitor: the engine has no `network` attribute; pass network= to the monitor."
+            )
+        value = self.compute(network)
+        epoch = int(engine.state.epoch)
+        engine.state.metrics[self.key] = value
+        self.history.append((epoch, value))
+        self.logger.info(f"epoch {epoch}: {self.key} ({self.probe} probe) = {value:.4f}")
+        if self.summary_writer is not None:
+            self.summary_writer.add_scalar(self.key, value, epoch)
