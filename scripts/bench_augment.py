@@ -34,7 +34,23 @@ CASES: dict[str, CaseFactory] = {}
 
 
 def case(name: str) -> Callable[[CaseFactory], CaseFactory]:
-    """Register a benchmark case under ``name``."""
+    """Register a benchmark case under ``name``.
+
+    Args:
+        name: the case name printed in the JSON line and accepted by ``--cases``.
+
+    Returns:
+        A decorator for ``make(output_size, seed) -> run(batch)``.
+
+    Example::
+
+        @case("lightly_mocov2")
+        def _lightly(size: int, seed: int):
+            from lightly.transforms import MoCoV2Transform  # the bench extra, imported only when run
+
+            t = MoCoV2Transform(input_size=size)
+            return lambda batch: [t(to_pil(img)) for img in batch]
+    """
 
     def register(make: CaseFactory) -> CaseFactory:
         CASES[name] = make
@@ -67,6 +83,13 @@ def _batched_two_view(size: int, seed: int) -> Callable[[torch.Tensor], object]:
 def load_images(data_dir: Path, count: int) -> torch.Tensor:
     """The first ``count`` training radiographs listed in ``labels.csv`` as ``N x 1 x H x W`` float in [0, 1].
 
+    Args:
+        data_dir: the ``kermany_pneumonia_224`` folder.
+        count: how many images.
+
+    Returns:
+        The images, read as grayscale.
+
     Raises:
         FileNotFoundError: when ``data_dir`` has no ``labels.csv`` (see ``../shared/data/DATA.md``).
     """
@@ -80,7 +103,17 @@ def load_images(data_dir: Path, count: int) -> torch.Tensor:
 
 
 def bench(run: Callable[[torch.Tensor], object], images: torch.Tensor, batch_size: int, min_seconds: float) -> dict:
-    """Time ``run`` over consecutive batches (one warm-up batch first) until ``min_seconds`` and all batches passed."""
+    """Time ``run`` over consecutive batches (one warm-up batch first) until ``min_seconds`` and all batches passed.
+
+    Args:
+        run: the case's ``run(batch)``.
+        images: all images, cycled through in batches.
+        batch_size: images per call.
+        min_seconds: the shortest timing.
+
+    Returns:
+        ``images`` done, ``seconds`` taken and ``images_per_s`` (input images; each gives two views).
+    """
     batches = list(images.split(batch_size))
     run(batches[0])
     done, start = 0, time.perf_counter()
