@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +56,16 @@ def _bar_angle(view: torch.Tensor) -> float:
 def bar_angle() -> Callable[[torch.Tensor], float]:
     """Function: orientation (degrees, 0 = horizontal) of the bright structure of a ``1 x H x W`` image."""
     return _bar_angle
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run these tests on one torch thread (as a data-loader worker does), restoring the setting afterwards.
+
+    Per-image MONAI transforms are a stream of tiny ops; with 2 threads on 2 busy cores each op waits for the other
+    thread and the per-sample tests run 3-4x slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
