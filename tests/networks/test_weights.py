@@ -60,7 +60,7 @@ def test_moco_checkpoint_with_mlp_head(tmp_path):
     report = load_backbone_weights(fresh, path)  # strict by default
     assert report["format"] == "moco" and report["missing_keys"] == [] and report["unexpected_keys"] == []
     assert "module.encoder_q.fc.0.weight" in report["dropped_keys"] and "module.queue" in report["dropped_keys"]
-    _same_output(source, fresh, torch.rand(2, 1, 64, 64))
+    _same_output(source, fresh, torch.rand(2, 1, 32, 32))
 
 
 def _encoder(seed: int) -> ContrastiveEncoder:
@@ -85,12 +85,12 @@ def test_monai_moco_checkpoint_saved_by_monai_checkpoint_saver(tmp_path):
         report = load_backbone_weights(fresh, tmp_path / folder / "final.pt", format="auto")
         assert report["format"] == "monai_moco" and not report["missing_keys"]
         assert any(k.startswith("projection.") for k in report["dropped_keys"])
-        x = torch.rand(2, 1, 64, 64)
+        x = torch.rand(2, 1, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(fresh.eval()(x), network.eval().embed(x), rtol=1e-5, atol=1e-5)
     via_factory = build_backbone("resnet18", weights=tmp_path / "full" / "final.pt")
     assert via_factory.weights_report["format"] == "monai_moco"
-    _same_output(via_factory, network.backbone, torch.rand(2, 1, 64, 64))
+    _same_output(via_factory, network.backbone, torch.rand(2, 1, 32, 32))
 
 
 def test_imagenet_torchvision_rgb_into_grey_sums_kernels(tmp_path):
@@ -106,7 +106,7 @@ def test_imagenet_torchvision_rgb_into_grey_sums_kernels(tmp_path):
     assert report["format"] == "torchvision" and report["adapted_keys"] == ["conv1.weight"]
     assert set(report["dropped_keys"]) == {"fc.weight", "fc.bias"}
     rgb.fc = nn.Identity()
-    x = torch.rand(2, 1, 64, 64)
+    x = torch.rand(2, 1, 32, 32)
     _same_output(grey, rgb, x, x.repeat(1, 3, 1, 1))
 
 
