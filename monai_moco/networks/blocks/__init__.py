@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from .conv_stem import ConvStem as ConvStem
+from .conv_stem import PatchifyStem as PatchifyStem
 from .projection_head import MoCoV2ProjectionHead as MoCoV2ProjectionHead
 from .projection_head import ProjectionHead as ProjectionHead
 from .projection_head import SimCLRProjectionHead as SimCLRProjectionHead
+from .topk_patch_head import TopKPatchHead as TopKPatchHead
