@@ -2,3 +2,7 @@
 """
 
 from __future__ import annotations
+
+from .heatmap import heatmap_overlay as heatmap_overlay
+from .heatmap import patch_score_map as patch_score_map
+from .heatmap import save_heatmap_png as save_heatmap_png
