@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from .checkpoint_saver import AtomicCheckpointSaver
+from .checkpoint_saver import AtomicCheckpointSaver as AtomicCheckpointSaver
 from .representation_monitor import PROBES as PROBES
 from .representation_monitor import RepresentationMonitor as RepresentationMonitor
 from .representation_monitor import image_label_batch as image_label_batch
-from .stats import CONTRASTIVE_STAT_KEYS, contrastive_output_transform, contrastive_stats_handlers
+from .stats import CONTRASTIVE_STAT_KEYS as CONTRASTIVE_STAT_KEYS
+from .stats import contrastive_output_transform as contrastive_output_transform
+from .stats import contrastive_stats_handlers as contrastive_stats_handlers

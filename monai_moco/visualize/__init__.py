@@ -6,3 +6,4 @@ from __future__ import annotations
 from .heatmap import heatmap_overlay as heatmap_overlay
 from .heatmap import patch_score_map as patch_score_map
 from .heatmap import save_heatmap_png as save_heatmap_png
+from .heatmap import write_rgb_png as write_rgb_png

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["patch_score_map", "heatmap_overlay", "save_heatmap_png"]
+__all__ = ["patch_score_map", "heatmap_overlay", "save_heatmap_png", "write_rgb_png"]
 
 
 def patch_score_map(
@@ -154,7 +154,30 @@ def save_heatmap_png(
 
         save_heatmap_png("runs/heat/0.png", image, scores, net.backbone.grid_size(image.shape[-2:]))
     """
+    return write_rgb_png(path, heatmap_overlay(image, scores, grid_hw, topk_indices, alpha, cmap))
+
+
+def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an ``H x W x 3`` uint8 array as a PNG, creating parent folders.
+
+    Args:
+        path: output path.
+        rgb: ``H x W x 3`` uint8 (e.g. from :func:`heatmap_overlay`).
+
+    Returns:
+        the written path.
+
+    Raises:
+        ValueError: if ``rgb`` is not ``H x W x 3`` uint8.
+
+    Example::
+
+        write_rgb_png("out/overlay.png", heatmap_overlay(image, scores, (14, 14)))
+    """
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"write_rgb_png: expected an H x W x 3 uint8 array, got {arr.dtype} {list(arr.shape)}.")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(heatmap_overlay(image, scores, grid_hw, topk_indices, alpha, cmap), mode="RGB").save(out)
+    Image.fromarray(arr).save(out)
     return out

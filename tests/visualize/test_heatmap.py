@@ -13,7 +13,7 @@ from monai_moco.visualize.heatmap import heatmap_overlay, patch_score_map, save_
 
 
 def _radiograph(kermany_dir: Path, hw: tuple[int, int]) -> torch.Tensor:
-    path = sorted((kermany_dir / "test" ).rglob("*.jpeg"))[0]
+    path = sorted((kermany_dir / "test").rglob("*.jpeg"))[0]
     img = Image.open(path).convert("L").resize((hw[1], hw[0]), Image.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]
 
