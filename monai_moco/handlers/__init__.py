@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .checkpoint_saver import AtomicCheckpointSaver as AtomicCheckpointSaver
+from .heatmap_writer import PatchHeatmapWriter as PatchHeatmapWriter
 from .representation_monitor import PROBES as PROBES
 from .representation_monitor import RepresentationMonitor as RepresentationMonitor
 from .representation_monitor import image_label_batch as image_label_batch
