@@ -78,7 +78,7 @@ def default_amp_dtype(device: str | torch.device) -> torch.dtype:
             torch.cpu, "_is_amx_tile_supported", lambda: False
         )()
         if not native:
-            warnings.warn("this CPU has no native bfloat16 support: bf16 autocast will work but may be slow.")
+            warnings.warn("this CPU has no native bfloat16 support: bf16 autocast will work but may be slow.", stacklevel=2)
     return torch.bfloat16
 
 
@@ -384,8 +384,9 @@ class ContrastiveTrainer(Trainer):
         self.network.train()
 
     def buffers_to_guard(self) -> list[torch.Tensor]:
-        """Floating-point buffers a forward pass changes (BatchNorm statistics); restored on a non-finite loss."""
-        return [b for b in self.network.buffers() if b.is_floating_point()]
+        """Buffers a training forward pass may change (BatchNorm statistics and counters); restored on a non-finite
+        loss. They are small (about 0.1 % of a ResNet's parameters), so the per-iteration copy is cheap."""
+        return list(self.network.buffers())
 
     def _views(self, engine: Engine, batchdata: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if batchdata is None:

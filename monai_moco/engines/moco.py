@@ -147,7 +147,7 @@ class MoCoTrainer(ContrastiveTrainer):
                 if not isinstance(network, DistributedDataParallel):
                     self.network = network = query
             else:
-                warnings.warn("shuffle_bn='sync' without torch.distributed: plain BatchNorm (one process).")
+                warnings.warn("shuffle_bn='sync' without torch.distributed: plain BatchNorm (one process).", stacklevel=2)
         self.momentum_network = copy.deepcopy(query)
         for p in self.momentum_network.parameters():
             p.requires_grad_(False)
@@ -169,12 +169,13 @@ class MoCoTrainer(ContrastiveTrainer):
             iteration: ``engine.state.iteration``.
 
         Returns:
-            ``momentum``, or the cosine ramp from ``momentum`` (first iteration) to ``momentum_end`` (last).
+            ``momentum``, or the cosine ramp from ``momentum`` (first iteration) to ``momentum_end`` (last iteration,
+            ``max_epochs * epoch_length``).
         """
         if self.momentum_end is None:
             return self.momentum
         total = (self.state.epoch_length or 1) * (self.state.max_epochs or 1)
-        return float(cosine_schedule(max(iteration - 1, 0), total, self.momentum, self.momentum_end))
+        return float(cosine_schedule(max(iteration - 1, 0), max(total - 1, 1), self.momentum, self.momentum_end))
 
     def train_mode(self) -> None:
         """Query and key encoders in training mode (the key encoder's BatchNorm uses batch statistics)."""
@@ -183,7 +184,7 @@ class MoCoTrainer(ContrastiveTrainer):
 
     def buffers_to_guard(self) -> list[torch.Tensor]:
         """BatchNorm statistics of both encoders."""
-        return super().buffers_to_guard() + [b for b in self.momentum_network.buffers() if b.is_floating_point()]
+        return super().buffers_to_guard() + list(self.momentum_network.buffers())
 
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -27,6 +27,15 @@ def make_tiny_encoder(batch_norm: bool = True, out_features: int = 16, seed: int
     return ContrastiveEncoder(backbone, MoCoV2ProjectionHead(16, 32, out_features))
 
 
+def make_small_cnn(width: int = 32) -> nn.Module:
+    """A four-block strided CNN with BatchNorm for 64 px radiographs (about 1/12 of ResNet-18's compute at 64 px)."""
+    layers: list[nn.Module] = []
+    chans = [1, width, 2 * width, 4 * width, 4 * width]
+    for c_in, c_out in zip(chans, chans[1:], strict=False):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 def make_view_batches(n_batches: int = 4, batch_size: int = 8, size: int = 16, seed: int = 0) -> list[dict]:
     """Deterministic batches of two noisy views of random images (a list: a re-iterable 'data loader')."""
     g = torch.Generator().manual_seed(seed)
@@ -50,6 +59,11 @@ def tiny_encoder() -> Callable[..., ContrastiveEncoder]:
 @pytest.fixture
 def view_batches() -> Callable[..., list[dict]]:
     return make_view_batches
+
+
+@pytest.fixture
+def small_cnn() -> Callable[..., nn.Module]:
+    return make_small_cnn
 
 
 @pytest.fixture(scope="session")
