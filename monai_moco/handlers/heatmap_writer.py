@@ -18,6 +18,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.networks.utils import eval_mode
 from torch import nn
 
 from monai_moco.visualize.heatmap import heatmap_overlay, write_rgb_png
@@ -127,20 +128,15 @@ class PatchHeatmapWriter:
         grid = tuple(int(g) for g in grid_fn((h, w)))
         params = next(network.parameters(), None)
         device = params.device if params is not None else torch.device("cpu")
-        was_training = network.training
-        network.eval()
-        try:
-            with torch.no_grad():
-                x = self.images.to(device)
-                indices: torch.Tensor | None = None
-                if callable(getattr(network, "embed_with_scores", None)):
-                    _, scores, indices = network.embed_with_scores(x)
-                    indices = indices.cpu()
-                else:
-                    scores = network.patch_scores(x)
-                scores = scores.float().cpu()
-        finally:
-            network.train(was_training)
+        indices: torch.Tensor | None = None
+        with eval_mode(network):
+            x = self.images.to(device)
+            if callable(getattr(network, "embed_with_scores", None)):
+                _, scores, indices = network.embed_with_scores(x)
+                indices = indices.cpu()
+            else:
+                scores = network.patch_scores(x)
+        scores = scores.float().cpu()
         overlays = np.stack(
             [
                 heatmap_overlay(self.images[i], scores[i], grid, None if indices is None else indices[i], self.alpha,
