@@ -94,7 +94,7 @@ def test_errors() -> None:
         TopKPatchHead(D, keep_ratio=1.5)
 
 
-def test_deepcopy_and_trace() -> None:
+def test_deepcopy_trace_and_script() -> None:
     head = TopKPatchHead(D, k=3, pooling="weighted")
     tokens = _tokens()
     head(tokens).sum().backward()
@@ -103,4 +103,8 @@ def test_deepcopy_and_trace() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(head, tokens)
+        scripted = torch.jit.script(head)
     torch.testing.assert_close(traced(tokens), head(tokens))
+    torch.testing.assert_close(scripted(tokens), head(tokens))
+    emb, scores, idx = scripted(tokens, return_scores=True)
+    assert torch.equal(idx, head(tokens, return_scores=True)[2])
