@@ -70,7 +70,7 @@ class MoCoTrainer(ContrastiveTrainer):
         momentum: momentum of the key encoder (0.999 in MoCo).
         momentum_end: if given, the momentum follows a cosine ramp from ``momentum`` to this over all iterations.
         shuffle_bn: ``"shuffle"`` (ShuffleBN: the key batch is shuffled across GPUs, or, in one process, forwarded in
-            ``shuffle_splits`` random sub-batches), ``"sync"`` (SyncBatchNorm under DDP; plain in one process) or
+            ``shuffle_splits`` random sub-batches), ``"sync"`` (SyncBatchNorm under DDP on GPU; plain in one process) or
             ``"none"``.
         shuffle_splits: sub-batches for single-process ShuffleBN.
         symmetric: also use view2 as query and view1 as key, average the two losses.
@@ -142,6 +142,11 @@ class MoCoTrainer(ContrastiveTrainer):
 
         query = network.module if isinstance(network, DistributedDataParallel) else network
         if self.shuffle_bn == "sync":
+            if is_dist_initialized() and self.state.device.type == "cpu":
+                raise ValueError(
+                    "shuffle_bn='sync' needs SyncBatchNorm, which PyTorch runs only on GPU/XPU; on CPU under "
+                    "torch.distributed use shuffle_bn='shuffle' (cross-rank ShuffleBN)."
+                )
             if is_dist_initialized():
                 query = torch.nn.SyncBatchNorm.convert_sync_batchnorm(query)  # same Parameter objects: optimizer ok
                 if not isinstance(network, DistributedDataParallel):

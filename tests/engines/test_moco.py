@@ -172,3 +172,55 @@ def test_moco_on_real_radiographs_beats_chance(kermany_images_64, small_cnn):
     mean = {epoch: sum(v) / len(v) for epoch, v in acc.items()}
     assert last > 20 * chance, mean  # measured about 0.33 (chance 0.004)
     assert last > 2 * mean[2], mean  # rising once the queue holds real keys (epoch 2 about 0.05)
+
+
+def _ddp_worker(rank: int, world_size: int, shuffle_bn: str) -> dict:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_tiny_encoder, make_view_batches
+
+    net = make_tiny_encoder(seed=0)
+    ddp = torch.nn.parallel.DistributedDataParallel(net)
+    batches = make_view_batches(n_batches=2, batch_size=4, seed=rank)
+    try:
+        trainer = MoCoTrainer("cpu", 1, batches, ddp, torch.optim.SGD(ddp.parameters(), lr=0.5), queue_size=32,
+                              momentum=0.9, shuffle_bn=shuffle_bn)
+    except ValueError as e:
+        return {"error": str(e)}
+    trainer.run()
+    return {
+        "queue": trainer.queue.keys.clone(), "ptr": int(trainer.queue.ptr),
+        "net": [p.detach().clone() for p in net.parameters()],
+        "key": [p.detach().clone() for p in trainer.momentum_network.parameters()],
+        "sync_bn": any(isinstance(m, nn.SyncBatchNorm) for m in trainer.momentum_network.modules()),
+    }
+
+
+def _ddp_shuffle(rank: int, world_size: int) -> dict:
+    return _ddp_worker(rank, world_size, "shuffle")
+
+
+def _ddp_sync(rank: int, world_size: int) -> dict:
+    return _ddp_worker(rank, world_size, "sync")
+
+
+def test_two_process_ddp_keeps_ranks_in_step():
+    """Under DDP (2 gloo processes) with cross-rank ShuffleBN both ranks end with the same weights, key encoder and
+    queue (the keys of both ranks, gathered)."""
+    from monai_moco.utils.testing import run_distributed
+
+    r0, r1 = run_distributed(_ddp_shuffle, world_size=2)
+    assert r0["ptr"] == r1["ptr"] == 2 * 4 * 2  # 2 iterations x 4 images x 2 ranks
+    torch.testing.assert_close(r0["queue"], r1["queue"])
+    for a, b in zip(r0["net"] + r0["key"], r1["net"] + r1["key"], strict=True):
+        torch.testing.assert_close(a, b)
+    assert not r0["sync_bn"]
+
+
+def test_sync_bn_on_cpu_ddp_is_refused_with_advice():
+    from monai_moco.utils.testing import run_distributed
+
+    results = run_distributed(_ddp_sync, world_size=2)
+    assert all("shuffle_bn='shuffle'" in r["error"] for r in results)
