@@ -264,3 +264,18 @@ def test_monai_handlers_attach_and_write(method, tiny_encoder, view_batches, tmp
     expected = {"loss", "acc1", "pos_logit", "neg_logit", "lr", "grad_norm"}
     expected |= {"queue_fill", "momentum"} if method == "moco" else set()
     assert set(tags) == {f"train/{k}" for k in expected}
+
+
+@pytest.mark.parametrize("method", ENGINES)
+def test_compile_wraps_forward_but_checkpoints_stay_clean(method, tiny_encoder, view_batches):
+    """``compile=True`` compiles the forward callables (the cheap "eager" backend here); the modules that are
+    checkpointed stay un-compiled, so their state_dict keys carry no ``_orig_mod.`` prefix."""
+    net = tiny_encoder()
+    trainer = ENGINES[method](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                              compile=True, compile_kwargs={"backend": "eager"})
+    trainer.run()
+    assert trainer._network_fn is not net and trainer.network is net
+    assert math.isfinite(trainer.state.output["loss"])
+    for name, obj in checkpoint_dict(trainer).items():
+        if isinstance(obj, torch.nn.Module):
+            assert not any("_orig_mod" in k for k in obj.state_dict()), name
