@@ -28,11 +28,13 @@ def _promises(code: str) -> list[str]:
     promised = []
     lines = code.splitlines()
     for i, line in enumerate(lines):
-        if line.lstrip().startswith("print(") and "  # " in line:
+        if not line.lstrip().startswith("print("):
+            continue
+        if "  # " in line:
             promised.append(line.split("  # ", 1)[1])
-            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            if nxt.startswith("# ") and "<-" in nxt:
-                promised.append(nxt[2:])
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if nxt.startswith("# ") and "<-" in nxt:
+            promised.append(nxt[2:])
     return [p.split("<-", 1)[0].strip() for p in promised]
 
 
