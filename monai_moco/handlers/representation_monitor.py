@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -23,52 +23,11 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from monai_moco.metrics.knn import knn_predict
+from monai_moco.metrics.probe import extract_features, image_label_batch, logistic_probe
 
 __all__ = ["PROBES", "RepresentationMonitor", "image_label_batch"]
 
 PROBES: tuple[str, ...] = ("knn", "logistic")
-
-
-def image_label_batch(batch: Any, image_key: str = "image", label_key: str = "label") -> tuple[Any, Any]:
-    """Split a batch into ``(images, labels)``: a dict ``{"image": ..., "label": ...}`` or a pair.
-
-    Args:
-        batch: a collated batch.
-        image_key: image key of dict batches.
-        label_key: label key of dict batches.
-
-    Returns:
-        ``(images B x C x H x W, labels)``.
-
-    Raises:
-        KeyError: when a dict batch lacks a key.
-
-    Example::
-
-        images, labels = image_label_batch({"image": x, "label": y})
-    """
-    if isinstance(batch, dict):
-        missing = [k for k in (image_key, label_key) if k not in batch]
-        if missing:
-            raise KeyError(f"RepresentationMonitor: batch lacks keys {missing}; it has {sorted(batch)}.")
-        return batch[image_key], batch[label_key]
-    if isinstance(batch, Sequence) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise KeyError(
-        f"RepresentationMonitor: expected a dict batch with {image_key!r} and {label_key!r} or an (image, label) "
-        f"pair, got {type(batch).__name__}."
-    )
-
-
-def _labels_1d(labels: Any) -> np.ndarray:
-    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    elif y.ndim == 2:  # one-hot
-        y = y.argmax(axis=1)
-    if y.ndim != 1:
-        raise ValueError(f"RepresentationMonitor: labels must be B, B x 1 or one-hot B x C, got shape {y.shape}.")
-    return y.astype(np.int64)
 
 
 class RepresentationMonitor:
@@ -146,23 +105,6 @@ class RepresentationMonitor:
         if self.at_start:
             engine.add_event_handler(Events.STARTED, self)
 
-    def _features(self, network: nn.Module, loader: Iterable, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-        feats, labels = [], []
-        for batch in loader:
-            images, y = self.prepare_batch(batch)
-            images = torch.as_tensor(images).to(device)
-            if self.feature_fn is not None:
-                out = self.feature_fn(network, images)
-            elif callable(getattr(network, "embed", None)):
-                out = network.embed(images)
-            else:
-                out = network(images)
-            feats.append(out.flatten(1).float().cpu())
-            labels.append(_labels_1d(y))
-        if not feats:
-            raise ValueError("RepresentationMonitor: a probe data loader yielded no batches.")
-        return torch.cat(feats), np.concatenate(labels)
-
     def compute(self, network: nn.Module) -> float:
         """Probe AUC of ``network``'s current embeddings (the network's train/eval mode is restored afterwards).
 
@@ -172,21 +114,16 @@ class RepresentationMonitor:
         Returns:
             validation ROC AUC in ``[0, 1]`` (``nan`` when the validation labels hold a single class).
         """
-        params = next(network.parameters(), None)
-        device = params.device if params is not None else torch.device("cpu")
-        was_training = network.training
-        network.eval()
         try:
-            with torch.no_grad():
-                train_x, train_y = self._features(network, self.train_loader, device)
-                val_x, val_y = self._features(network, self.val_loader, device)
-        finally:
-            network.train(was_training)
+            train_x, train_y = extract_features(network, self.train_loader, None, self.feature_fn, self.prepare_batch)
+            val_x, val_y = extract_features(network, self.val_loader, None, self.feature_fn, self.prepare_batch)
+        except ValueError as err:
+            raise ValueError(f"RepresentationMonitor: {err}") from err
         num_classes = self.num_classes or max(2, int(max(train_y.max(), val_y.max())) + 1)
         if self.probe == "knn":
             probs = knn_predict(train_x, train_y, val_x, self.k, self.temperature, num_classes).numpy()
         else:
-            probs = self._logistic(train_x, train_y, val_x, num_classes)
+            probs = logistic_probe(train_x, train_y, val_x, num_classes)
         if np.unique(val_y).size < 2:
             warnings.warn("RepresentationMonitor: validation labels hold one class; AUC undefined (nan).", stacklevel=2)
             return float("nan")
@@ -195,21 +132,6 @@ class RepresentationMonitor:
         present = np.unique(val_y)
         probs = probs[:, present] / np.clip(probs[:, present].sum(axis=1, keepdims=True), 1e-12, None)
         return float(roc_auc_score(val_y, probs, multi_class="ovr", average="macro", labels=present))
-
-    @staticmethod
-    def _logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor, num_classes: int) -> np.ndarray:
-        from sklearn.linear_model import LogisticRegression
-
-        fit_x = torch.nn.functional.normalize(train_x, dim=1).numpy()
-        eval_x = torch.nn.functional.normalize(val_x, dim=1).numpy()
-        probs = np.zeros((eval_x.shape[0], num_classes))
-        classes = np.unique(train_y)
-        if classes.size < 2:  # a one-class reference set predicts that class
-            probs[:, classes[0]] = 1.0
-            return probs
-        model = LogisticRegression(max_iter=1000).fit(fit_x, train_y)
-        probs[:, model.classes_] = model.predict_proba(eval_x)
-        return probs
 
     def __call__(self, engine: Engine) -> None:
         """Compute the probe AUC and store it in ``engine.state.metrics[key]``; log and write it to TensorBoard.

@@ -12,13 +12,18 @@ from .bootstrap import (
     weighted_auc,
 )
 from .knn import knn_predict
+from .probe import extract_features, image_label_batch, labels_1d, logistic_probe
 
 __all__ = [
     "BUILTIN_METRICS",
     "auc_with_ci",
     "binary_metrics_with_ci",
     "bootstrap_ci",
+    "extract_features",
+    "image_label_batch",
     "knn_predict",
+    "labels_1d",
+    "logistic_probe",
     "per_class_auc_with_ci",
     "weighted_auc",
 ]
