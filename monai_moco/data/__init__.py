@@ -20,6 +20,7 @@ from .splits import (
     label_fraction_split,
     stratum_keys,
 )
+from .transfer import transfer_datalists
 
 __all__ = [
     "CACHE_MODES",
@@ -35,5 +36,6 @@ __all__ = [
     "make_dataset",
     "medmnist_datalist",
     "stratum_keys",
+    "transfer_datalists",
     "unlabeled_datalist",
 ]

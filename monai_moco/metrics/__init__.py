@@ -11,19 +11,23 @@ from .bootstrap import (
     per_class_auc_with_ci,
     weighted_auc,
 )
+from .classification import CLASSIFICATION_TASKS, classification_metrics_with_ci, logits_to_probabilities
 from .knn import knn_predict
 from .probe import extract_features, image_label_batch, labels_1d, logistic_probe
 
 __all__ = [
     "BUILTIN_METRICS",
+    "CLASSIFICATION_TASKS",
     "auc_with_ci",
     "binary_metrics_with_ci",
     "bootstrap_ci",
+    "classification_metrics_with_ci",
     "extract_features",
     "image_label_batch",
     "knn_predict",
     "labels_1d",
     "logistic_probe",
+    "logits_to_probabilities",
     "per_class_auc_with_ci",
     "weighted_auc",
 ]
