@@ -41,7 +41,9 @@ from torch import nn
 __all__ = [
     "CHECKPOINT_FORMATS",
     "UnsafeCheckpointError",
+    "EXPORT_FORMATS",
     "adapt_input_channels",
+    "export_backbone",
     "extract_backbone_state_dict",
     "load_backbone_weights",
     "load_checkpoint_file",
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMATS: tuple[str, ...] = ("auto", "monai_moco", "moco", "torchvision", "timm", "state_dict")
+#: what :func:`export_backbone` writes: the backbone's own keys, or facebookresearch/MoCo-CXR's ``module.encoder_q.``
+EXPORT_FORMATS: tuple[str, ...] = ("state_dict", "moco")
 
 _MOCO_PREFIXES = ("module.encoder_q.", "encoder_q.", "module.base_encoder.", "base_encoder.")
 _CLASSIFIER_PREFIXES = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "_fc.", "class_layers.out.")
@@ -334,3 +338,102 @@ def to_moco_state_dict(backbone_state_dict: Mapping[str, torch.Tensor], prefix: 
         torch.save({"state_dict": to_moco_state_dict(backbone.state_dict())}, "backbone_moco.pth")
     """
     return {f"{prefix}{k}": v for k, v in backbone_state_dict.items()}
+
+
+def _atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` (or ``safetensors`` for ``.safetensors``) to a temporary file, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in obj.items()}, tmp)
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def export_backbone(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    format: str = "auto",
+    out_format: str = "state_dict",
+    backbone: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Write the clean backbone of a checkpoint: no key encoder, queue, projection/patch head or optimizer.
+
+    Reads any format of :data:`CHECKPOINT_FORMATS` safely (:func:`load_checkpoint_file`): our MoCo/SimCLR
+    pretraining checkpoints (:func:`monai_moco.engines.checkpoint_dict` layout: the query encoder ``network`` is
+    kept, ``momentum_network``/``queue``/``optimizer``/``trainer``/``rng`` are dropped), facebookresearch/moco and
+    MoCo-CXR (Sowrirajan et al., MIDL 2021) checkpoints (``module.encoder_q.*``, MLP head ``fc.*`` dropped), or plain
+    state dicts. Writes either the backbone's own key names (``out_format="state_dict"``: a torchvision ResNet's
+    ``conv1.weight``..., timm's, MONAI's or ConvStemViT's keys, as :func:`~monai_moco.networks.nets.build_backbone`
+    names them; ``.safetensors`` when ``output`` ends so) or facebookresearch/moco's layout
+    ``{"state_dict": {"module.encoder_q.<key>": ...}}`` (``out_format="moco"``) for tools that read MoCo-CXR
+    checkpoints. The file is written atomically (temporary file, then rename).
+
+    Args:
+        checkpoint: local checkpoint file.
+        output: file to write (``.pt``/``.pth``/``.pth.tar`` or ``.safetensors``; ``.safetensors`` only with
+            ``out_format="state_dict"``).
+        format: format of ``checkpoint`` (see :data:`CHECKPOINT_FORMATS`; ``"auto"`` detects it).
+        out_format: one of :data:`EXPORT_FORMATS`.
+        backbone: optional model of the matching architecture; when given, the exported tensors are first loaded
+            into it with strict key and shape matching (nothing is written when they do not fit) and it keeps them.
+
+    Returns:
+        a report ``{"checkpoint", "output", "format", "out_format", "num_tensors", "num_elements",
+        "dropped_keys", "verified"}`` (``dropped_keys`` are the top-level entries and encoder keys left out).
+
+    Raises:
+        FileNotFoundError: when ``checkpoint`` does not exist.
+        UnsafeCheckpointError: when its pickle is not weights-only.
+        ValueError: for an unknown format, no backbone in the checkpoint, or (with ``backbone``) tensors that do not
+            load strictly; the message names the file and the first offending keys.
+
+    Example::
+
+        report = export_backbone("runs/moco_resnet50/checkpoint_final.pt", "resnet50_moco.pth",
+                                 backbone=build_backbone("resnet50"))
+        export_backbone("resnet50_moco.pth", "resnet50_mococxr.pth.tar", out_format="moco")  # MoCo-CXR layout
+        export_backbone("mococxr_checkpoint.pth.tar", "resnet18_from_mococxr.pth")  # import
+    """
+    src, dst = os.fspath(checkpoint), os.fspath(output)
+    out_format = look_up_option(out_format, EXPORT_FORMATS)
+    if dst.endswith(".safetensors") and out_format != "state_dict":
+        raise ValueError(f"export_backbone: {dst!r}: .safetensors holds a flat state dict; use out_format='state_dict'.")
+    loaded = load_checkpoint_file(src)
+    state, fmt, dropped = extract_backbone_state_dict(loaded, format, src)
+    if isinstance(loaded, Mapping) and "network" in loaded:
+        dropped = [k for k in loaded if k != "network"] + [f"network.{k}" for k in dropped]
+    state = {k: v.detach().clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ValueError(f"export_backbone: {src!r} (format {fmt!r}) holds no backbone tensors.")
+    verified = False
+    if backbone is not None:
+        try:
+            backbone.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ValueError(
+                f"export_backbone: the backbone of {src!r} (format {fmt!r}) does not load strictly into "
+                f"{type(backbone).__name__}: {str(err).splitlines()[0]} {str(err).splitlines()[1:3]}; build the model "
+                f"with the architecture, in_channels and options the checkpoint was trained with. Its keys: "
+                f"{_first(state)}."
+            ) from None
+        verified = True
+    _atomic_save({"state_dict": to_moco_state_dict(state)} if out_format == "moco" else state, dst)
+    return {
+        "checkpoint": src,
+        "output": dst,
+        "format": fmt,
+        "out_format": out_format,
+        "num_tensors": len(state),
+        "num_elements": int(sum(v.numel() for v in state.values())),
+        "dropped_keys": dropped,
+        "verified": verified,
+    }

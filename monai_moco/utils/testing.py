@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from monai.utils import look_up_option
 
-__all__ = ["find_free_port", "run_distributed"]
+__all__ = ["CodeRunningPayload", "find_free_port", "run_distributed", "save_code_running_checkpoint"]
 
 
 def find_free_port() -> int:
@@ -156,3 +156,45 @@ def _worker_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _worker_main(sys.argv[1:])
+
+
+class CodeRunningPayload:
+    """Unpickling this object calls ``open(marker, "w")``: it stands for a checkpoint that runs code when loaded.
+
+    Args:
+        marker: file that appears if the pickle's code ever runs.
+    """
+
+    def __init__(self, marker: str | os.PathLike) -> None:
+        self.marker = os.fspath(marker)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def save_code_running_checkpoint(
+    path: str | os.PathLike, marker: str | os.PathLike, state: dict[str, Any] | None = None
+) -> Path:
+    """Write a checkpoint whose pickle would create ``marker`` when loaded with ``torch.load(weights_only=False)``.
+
+    For tests that every loader refuses such a file (``weights_only=True``) and the marker never appears.
+
+    Args:
+        path: file to write.
+        marker: file the payload would create.
+        state: tensors saved beside the payload (default a MoCo-like ``{"state_dict": {...}}``).
+
+    Returns:
+        ``path``.
+
+    Example::
+
+        save_code_running_checkpoint(tmp_path / "evil.pth", tmp_path / "pwned")
+        with pytest.raises(UnsafeCheckpointError):
+            load_checkpoint_file(tmp_path / "evil.pth")
+        assert not (tmp_path / "pwned").exists()
+    """
+    obj = dict(state) if state is not None else {"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}
+    obj["payload"] = CodeRunningPayload(marker)
+    torch.save(obj, path)
+    return Path(path)

@@ -23,6 +23,7 @@ from monai_moco.networks.weights import (
     load_checkpoint_file,
     to_moco_state_dict,
 )
+from monai_moco.utils.testing import save_code_running_checkpoint
 
 
 def _trained_resnet18(in_channels: int = 1, seed: int = 0) -> nn.Module:
@@ -139,20 +140,10 @@ def test_to_moco_state_dict_roundtrip_and_prefixes(tmp_path):
     _same_output(source, fresh, torch.rand(1, 1, 32, 32))
 
 
-class _Malicious:
-    """Unpickling this object calls ``open(marker, "w")``, i.e. runs code and creates a file."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_pickle_bearing_checkpoint_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned.txt"
     path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "payload": _Malicious(str(marker))}, path)
+    save_code_running_checkpoint(path, marker, {"state_dict": {"conv1.weight": torch.zeros(1)}})
     backbone = build_backbone("resnet18")
     with pytest.raises(UnsafeCheckpointError, match="evil.pth"):
         load_backbone_weights(backbone, path)
