@@ -2,8 +2,10 @@
 
 Prints one JSON line per (case, output size): input images per second, each image giving two augmented views
 (SimCLR, Chen et al., ICML 2020; MoCo v2, Chen et al., 2020; MoCo-CXR, Sowrirajan et al., MIDL 2021 recipes as in
-``monai_moco.transforms.ssl``). Cases live in ``CASES``; a new one (e.g. lightly's ``MoCoV2Transform``, from the
-``bench`` extra) is one function decorated with ``@case("name")`` that returns ``run(batch) -> None``.
+``monai_moco.transforms.ssl``) and lightly's ``MoCoV2Transform`` (case ``lightly_mocov2``, run when lightly from the
+``bench`` extra is installed). Cases live in ``CASES``; a new one is one function decorated with ``@case("name")``
+that returns ``run(batch) -> None``. ``scripts/bench_pretrain.py`` reuses these cases side by side with the training
+step.
 
 Example::
 
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +27,7 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from monai_moco.transforms.ssl import BatchedTwoView, TwoView, cxr_ssl_augmentation
+from monai_moco.utils.benchmark import machine_info, print_json_line
 
 #: a case: ``make(output_size, seed) -> run(batch)``, where ``batch`` is ``B x 1 x H x W`` float in [0, 1] on the CPU.
 CaseFactory = Callable[[int, int], Callable[[torch.Tensor], object]]
@@ -71,6 +72,33 @@ def _monai_compose_no_meta(size: int, seed: int) -> Callable[[torch.Tensor], obj
     """The same with MONAI meta tracking switched off during the augmentation (``TwoView(track_meta=False)``)."""
     two = TwoView(cxr_ssl_augmentation(spatial_size=size), track_meta=False).set_random_state(seed=seed)
     return lambda batch: [two(MetaTensor(img)) for img in batch]
+
+
+@case("lightly_mocov2")
+def _lightly_mocov2(size: int, seed: int) -> Callable[[torch.Tensor], object]:
+    """lightly's ``MoCoV2Transform`` (torchvision ops on PIL images, as lightly's data loaders run it), two views per
+    image; each radiograph is converted to the RGB PIL image lightly's datasets decode to (counted in the timing).
+
+    Raises:
+        ImportError: when lightly (the ``bench`` extra) is not installed.
+    """
+    from lightly.transforms import MoCoV2Transform  # the bench extra, imported only when this case runs
+
+    torch.manual_seed(seed)  # torchvision's random ops draw from torch's global generator
+    t = MoCoV2Transform(input_size=size)
+
+    def run(batch: torch.Tensor) -> object:
+        arrays = batch.squeeze(1).mul(255).round().to(torch.uint8).numpy()
+        return [t(Image.fromarray(a).convert("RGB")) for a in arrays]
+
+    return run
+
+
+def lightly_available() -> bool:
+    """Returns: whether lightly (the ``bench`` extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("lightly") is not None
 
 
 @case("batched_two_view")
@@ -129,7 +157,8 @@ def bench(run: Callable[[torch.Tensor], object], images: torch.Tensor, batch_siz
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", type=Path, default=Path("../shared/data/kermany_pneumonia_224"))
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    default_cases = [c for c in CASES if lightly_available() or not c.startswith("lightly")]
+    parser.add_argument("--cases", nargs="+", default=default_cases, choices=list(CASES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 128], help="output view sizes")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--images", type=int, default=256, help="distinct real images to cycle through")
@@ -150,13 +179,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "input": list(images.shape[-2:]),
                 "output": size,
                 "batch_size": args.batch_size,
-                "threads": args.threads,
                 **result,
                 "views_per_image": 2,
-                "torch": torch.__version__,
-                "cpu": platform.processor() or platform.machine(),
+                **machine_info(),
             }
-            print(json.dumps(record), flush=True)
+            print_json_line(record)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""Helpers shared by the ``scripts/bench_*.py`` benchmarks: interleaved timing with medians, FLOP counting, the
+machine's measured matrix-multiply peak, and JSON-line output.
+
+Benchmarks on a shared machine compare cases *side by side*: every repeat runs each case once, in a rotating order,
+and the reported figures are medians over repeats and medians of the per-repeat ratios (a paired comparison that
+cancels slow drifts of the machine's load), never single absolute timings.
+
+Model FLOPs utilisation (MFU, Chowdhery et al., "PaLM", 2022, appendix B) is the FLOP/s a training step achieves
+(FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``) divided by the peak FLOP/s of the hardware, here
+measured by a large matrix multiplication in the same run rather than taken from a datasheet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = [
+    "bf16_native",
+    "count_flops",
+    "machine_info",
+    "matmul_peak_flops",
+    "median",
+    "paired_ratios",
+    "print_json_line",
+    "time_interleaved",
+]
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence.
+
+    Args:
+        values: the measurements.
+
+    Returns:
+        ``statistics.median(values)`` as a float.
+
+    Raises:
+        ValueError: for an empty sequence.
+
+    Example::
+
+        median([3.0, 1.0, 2.0])  # 2.0
+    """
+    if len(values) == 0:
+        raise ValueError("median of an empty sequence.")
+    return float(statistics.median(values))
+
+
+def time_interleaved(
+    runners: Mapping[str, Callable[[], int]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Throughput of several runners measured side by side: each repeat runs every runner once, in rotating order.
+
+    Args:
+        runners: name -> ``run() -> items processed`` (e.g. images of a few training steps).
+        repeats: timed repeats per runner.
+        warmup: untimed calls of each runner first (allocator, autotuning, compilation).
+
+    Returns:
+        name -> items per second of each repeat, in repeat order (so ``paired_ratios`` can pair them).
+
+    Raises:
+        ValueError: when ``repeats < 1`` or ``runners`` is empty.
+
+    Example::
+
+        rates = time_interleaved({"ours": run_ours, "ref": run_ref}, repeats=5)
+        ratio = median(paired_ratios(rates["ours"], rates["ref"]))
+    """
+    if repeats < 1 or not runners:
+        raise ValueError(f"time_interleaved needs repeats >= 1 and at least one runner, got {repeats}, {list(runners)}.")
+    names = list(runners)
+    for _ in range(warmup):
+        for name in names:
+            runners[name]()
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            items = runners[name]()
+            rates[name].append(items / (time.perf_counter() - start))
+    return rates
+
+
+def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
+    """Per-repeat ratios ``numerator[i] / denominator[i]`` of two runners timed in the same repeats.
+
+    Args:
+        numerator: rates of one runner.
+        denominator: rates of the other, same length.
+
+    Returns:
+        The ratios.
+
+    Example::
+
+        paired_ratios([2.0, 4.0], [1.0, 2.0])  # [2.0, 2.0]
+    """
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of one call of ``fn`` (matmuls and convolutions, forward and backward), counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs).
+
+    Args:
+        fn: e.g. one training step.
+
+    Returns:
+        The total FLOP count.
+
+    Example::
+
+        flops = count_flops(lambda: model(x).sum().backward())
+    """
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_flops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's achievable matrix-multiply FLOP/s: the median of ``repeats`` timed ``size x size`` matmuls.
+
+    Args:
+        dtype: ``torch.float32`` or ``torch.bfloat16`` (oneDNN uses AMX / AVX-512 BF16 where present).
+        size: square matrix size (large enough to be compute bound).
+        repeats: timed multiplications (after one warm-up).
+
+    Returns:
+        FLOP/s (``2 * size**3`` per multiplication) with the current ``torch.get_num_threads()``.
+
+    Example::
+
+        peak = matmul_peak_flops(torch.bfloat16)
+    """
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2.0 * size**3 / median(times)
+
+
+def bf16_native() -> bool:
+    """Returns: whether this CPU has native bfloat16 arithmetic (AVX-512 BF16 or AMX), where bf16 autocast pays."""
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return bool(avx512_bf16 or amx)
+
+
+def machine_info() -> dict[str, Any]:
+    """Returns: what a benchmark line needs to be read later: torch version, CPU, cores, torch threads, bf16."""
+    return {
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "bf16_native": bf16_native(),
+    }
+
+
+def print_json_line(record: Mapping[str, Any], file: TextIO | None = None) -> None:
+    """Print ``record`` as one JSON object on one line and flush (benchmarks are read while they run).
+
+    Floats are rounded to 4 significant digits.
+
+    Args:
+        record: JSON-serialisable values.
+        file: the stream (default ``sys.stdout``).
+
+    Example::
+
+        print_json_line({"case": "resnet18", "ours_img_s": 12.345678})
+    """
+
+    def _round(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.4g}")
+        if isinstance(v, dict):
+            return {k: _round(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [_round(x) for x in v]
+        return v
+
+    print(json.dumps({k: _round(v) for k, v in record.items()}), file=file or sys.stdout, flush=True)

@@ -1,0 +1,446 @@
+"""Benchmark a full contrastive training step (augment + forward + backward + optimizer + momentum update) of our
+engines side by side with a reference assembled from lightly's public building blocks.
+
+Methods: MoCo-v2 (He et al., CVPR 2020; Chen et al., arXiv:2003.04297) and SimCLR (Chen et al., ICML 2020).
+Ours is ``monai_moco.engines.MoCoTrainer`` / ``SimCLRTrainer`` with ``BatchedTwoView`` as the on-device view
+transform, in fp32 and in our fast path (bf16 autocast where the CPU has native bf16, channels-last convolutions, a
+fused optimizer step, ``torch.compile`` with ``--compile``). The reference is the training loop of lightly's own
+examples (``examples/pytorch/moco.py``, ``simclr.py``): lightly's ``MoCoProjectionHead`` / ``SimCLRProjectionHead``,
+``NTXentLoss`` (with a memory bank for MoCo), ``update_momentum`` and ``deactivate_requires_grad``, in fp32, with the
+same backbone (``monai_moco.networks.nets.build_backbone``), batch, image size, optimizer and augmentation
+(``--lightly_augment same``: the views come from the same ``BatchedTwoView``, so the ratio measures the step itself;
+``transform``: lightly's ``MoCoV2Transform`` on PIL images in the loop instead).
+
+Every case times its runners interleaved (each repeat runs ours-fp32, ours-fast and lightly once, in rotating order)
+on real Kermany radiographs; a line reports medians over repeats and the median of the per-repeat (paired) ratios,
+which is robust to other jobs on a shared machine. JSON lines, one per result, with ``kind``:
+
+* ``peak``: this machine's matmul FLOP/s in fp32 and bf16 (``monai_moco.utils.benchmark.matmul_peak_flops``);
+* ``step``: one per (method, backbone, size, dtype): ``case``, ``dtype`` (``float32``: ours fp32 vs lightly fp32;
+  ``bfloat16`` or ``fast``: our fast path vs lightly fp32), ``ours_img_s``, ``lightly_img_s``, ``ratio``, the
+  FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``), achieved FLOP/s and MFU against the measured peak
+  of that dtype, and ``augment_img_s`` / ``augment_headroom`` (BatchedTwoView throughput / images the step consumes);
+* ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
+* ``accuracy``: a short run (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seed,
+  final contrastive top-1 (mean of the last 10 steps) of both.
+
+lightly is in the ``bench`` extra (``pip install -e .[bench]``, or ``.venv/bin/python -m pip install lightly``; it
+installs with its dependencies and keeps the installed torch/torchvision, no ``--no-deps`` needed with torch 2.14.1).
+Without lightly the script stops with exit code 2, unless ``--ours_only`` (lightly columns are then ``null``).
+
+Example::
+
+    .venv/bin/python scripts/bench_pretrain.py --quick
+    nohup .venv/bin/python scripts/bench_pretrain.py > runs/bench_pretrain.jsonl 2> runs/bench_pretrain.err &
+    .venv/bin/python scripts/bench_pretrain.py --methods simclr --backbones resnet18 --sizes 128 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Events
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_augment import CASES as AUGMENT_CASES  # noqa: E402  (the augmentation cases, reused side by side)
+from bench_augment import lightly_available, load_images  # noqa: E402
+
+from monai_moco.engines import ContrastiveTrainer, MoCoTrainer, SimCLRTrainer  # noqa: E402
+from monai_moco.losses import InfoNCELoss, NTXentLoss  # noqa: E402
+from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead, SimCLRProjectionHead  # noqa: E402
+from monai_moco.networks.nets import build_backbone  # noqa: E402
+from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder  # noqa: E402
+from monai_moco.transforms.ssl import BatchedTwoView  # noqa: E402
+from monai_moco.utils.benchmark import (  # noqa: E402
+    bf16_native,
+    count_flops,
+    machine_info,
+    matmul_peak_flops,
+    median,
+    paired_ratios,
+    print_json_line,
+    time_interleaved,
+)
+
+METHODS = ("moco", "simclr")
+BACKBONES = ("resnet18", "resnet50", "convstem_vit_tiny", "convstem_vit_small")
+QUEUE_SIZE = 4096
+EMBED_DIM = 128
+LR = 0.03
+TEMPERATURE = {"moco": 0.2, "simclr": 0.1}
+MOMENTUM = 0.99
+
+Runner = Callable[[], int]
+
+
+def make_backbone(name: str, size: int, seed: int) -> nn.Module:
+    """The backbone ``name`` for 1-channel ``size`` px images, with weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = {"img_size": size} if "vit" in name else {}
+    return build_backbone(name, in_channels=1, **kwargs)
+
+
+def make_optimizer(params: Any, fast: bool) -> torch.optim.Optimizer:
+    """MoCo v2's SGD (momentum 0.9, weight decay 1e-4); the fast path uses the fused (else foreach) kernel."""
+    if fast:
+        try:
+            return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, fused=True)
+        except (RuntimeError, ValueError):
+            return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, foreach=True)
+    return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4)
+
+
+def batches_of(images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive full batches of ``images`` (cycled if there are fewer than ``batch_size`` images)."""
+    if len(images) < batch_size:
+        images = images.repeat((batch_size + len(images) - 1) // len(images), 1, 1, 1)
+    return [b for b in images.split(batch_size) if len(b) == batch_size]
+
+
+class CyclingLoader:
+    """A data loader of ``length`` batches ``{"image": B x 1 x H x W}`` that continues through ``batches`` (cycling)
+    from one pass to the next, so successive timed repeats see different real images.
+
+    Args:
+        batches: the image batches.
+        length: batches per pass (the engine's epoch length).
+    """
+
+    def __init__(self, batches: list[torch.Tensor], length: int) -> None:
+        self.batches, self.length, self.next = batches, length, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):  # noqa: ANN204
+        for _ in range(self.length):
+            yield {"image": self.batches[self.next % len(self.batches)]}
+            self.next += 1
+
+
+def build_ours(
+    method: str, backbone: str, size: int, batches: list[torch.Tensor], steps: int, fast: bool, args: argparse.Namespace
+) -> tuple[ContrastiveTrainer, Runner]:
+    """Our engine for ``method`` on ``backbone`` (fp32, or the fast path), and ``run() -> images`` doing ``steps``
+    training iterations (each: BatchedTwoView on the batch, forward, loss, backward, step, momentum update)."""
+    net = make_backbone(backbone, size, args.seed)
+    feat = net.out_features
+    head = MoCoV2ProjectionHead(feat, feat, EMBED_DIM) if method == "moco" else SimCLRProjectionHead(feat, feat, EMBED_DIM)
+    encoder = ContrastiveEncoder(net, head)
+    channels_last = fast and not args.no_channels_last
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(encoder.parameters(), fast)
+    loader = CyclingLoader(batches, steps)
+    common: dict[str, Any] = {
+        "device": "cpu",
+        "max_epochs": 1,
+        "train_data_loader": loader,
+        "network": encoder,
+        "optimizer": optimizer,
+        "view_transform": BatchedTwoView(spatial_size=size, seed=args.seed),
+        "amp": fast and bf16_native(),
+        "compile": fast and args.compile,
+    }
+    if method == "moco":
+        trainer: ContrastiveTrainer = MoCoTrainer(
+            loss_function=InfoNCELoss(temperature=TEMPERATURE["moco"]), queue_size=QUEUE_SIZE, momentum=MOMENTUM, **common
+        )
+    else:
+        trainer = SimCLRTrainer(loss_function=NTXentLoss(temperature=TEMPERATURE["simclr"]), **common)
+
+    def run() -> int:
+        trainer.run()  # a finished run restarts from iteration 0: one call = one epoch = ``steps`` iterations
+        return steps * batches[0].shape[0]
+
+    return trainer, run
+
+
+def build_lightly(
+    method: str, backbone: str, size: int, batches: list[torch.Tensor], steps: int, args: argparse.Namespace
+) -> Runner:
+    """lightly's reference loop (its ``examples/pytorch/moco.py`` and ``simclr.py``) in fp32, ``run() -> images``."""
+    from lightly.loss import NTXentLoss as LightlyNTXentLoss
+    from lightly.models.modules import MoCoProjectionHead
+    from lightly.models.modules import SimCLRProjectionHead as LightlySimCLRHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+
+    net = make_backbone(backbone, size, args.seed)
+    feat = net.out_features
+    head = MoCoProjectionHead(feat, feat, EMBED_DIM) if method == "moco" else LightlySimCLRHead(feat, feat, EMBED_DIM)
+    model = nn.Sequential(net, head)
+    if method == "moco":
+        model_momentum = copy.deepcopy(model)
+        deactivate_requires_grad(model_momentum)
+        criterion = LightlyNTXentLoss(temperature=TEMPERATURE["moco"], memory_bank_size=(QUEUE_SIZE, EMBED_DIM))
+    else:
+        criterion = LightlyNTXentLoss(temperature=TEMPERATURE["simclr"])
+    optimizer = make_optimizer(model.parameters(), fast=False)
+    augment = lightly_views(size, args) if args.lightly_augment == "transform" else None
+    two_view = BatchedTwoView(spatial_size=size, seed=args.seed)
+    state = {"i": 0}
+
+    def run() -> int:
+        model.train()
+        for _ in range(steps):
+            batch = batches[state["i"] % len(batches)]
+            state["i"] += 1
+            if augment is not None:
+                x0, x1 = augment(batch)
+            else:
+                with torch.no_grad():
+                    x0, x1 = two_view(batch)
+            if method == "moco":
+                model_momentum.train()
+                update_momentum(model, model_momentum, m=MOMENTUM)
+                query = model(x0)
+                key = model_momentum(x1).detach()
+                loss = criterion(query, key)
+            else:
+                loss = criterion(model(x0), model(x1))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return steps * batches[0].shape[0]
+
+    return run
+
+
+def lightly_views(size: int, args: argparse.Namespace) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """lightly's ``MoCoV2Transform`` (``bench_augment``'s ``lightly_mocov2`` case) as a batch -> two 1-channel view
+    batches (lightly outputs RGB; the channel mean keeps the same 1-channel backbone)."""
+    run = AUGMENT_CASES["lightly_mocov2"](size, args.seed)
+
+    def views(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = run(batch)
+        v0 = torch.stack([p[0] for p in pairs]).mean(1, keepdim=True)  # type: ignore[union-attr]
+        v1 = torch.stack([p[1] for p in pairs]).mean(1, keepdim=True)  # type: ignore[union-attr]
+        return v0, v1
+
+    return views
+
+
+def augment_runner(name: str, size: int, batches: list[torch.Tensor], seed: int) -> Runner:
+    """``run() -> images`` applying ``bench_augment``'s case ``name`` to every batch once."""
+    run_case = AUGMENT_CASES[name](size, seed)
+
+    def run() -> int:
+        for b in batches:
+            run_case(b)
+        return sum(len(b) for b in batches)
+
+    return run
+
+
+def bench_augment_sizes(
+    sizes: Sequence[int], images: torch.Tensor, args: argparse.Namespace, lightly: bool
+) -> dict[int, float]:
+    """``augment`` lines (BatchedTwoView vs lightly's MoCoV2Transform, interleaved); returns size -> ours img/s."""
+    ours_rates: dict[int, float] = {}
+    batches = batches_of(images[: args.aug_images], args.batch_size)
+    for size in sizes:
+        runners = {"ours": augment_runner("batched_two_view", size, batches, args.seed)}
+        if lightly:
+            runners["lightly"] = augment_runner("lightly_mocov2", size, batches, args.seed)
+        rates = time_interleaved(runners, repeats=args.repeats, warmup=1)
+        ours_rates[size] = median(rates["ours"])
+        record: dict[str, Any] = {
+            "kind": "augment",
+            "case": f"augment_{size}",
+            "dtype": "float32",
+            "ours": "BatchedTwoView",
+            "lightly": "MoCoV2Transform",
+            "size": size,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "ours_img_s": ours_rates[size],
+            "lightly_img_s": median(rates["lightly"]) if lightly else None,
+            "ratio": median(paired_ratios(rates["ours"], rates["lightly"])) if lightly else None,
+            **machine_info(),
+        }
+        print_json_line(record)
+    return ours_rates
+
+
+def bench_step(
+    method: str,
+    backbone: str,
+    size: int,
+    images: torch.Tensor,
+    args: argparse.Namespace,
+    lightly: bool,
+    peaks: dict[str, float],
+    augment_img_s: float,
+) -> None:
+    """Time ours-fp32, ours-fast and lightly-fp32 interleaved on one case and print its two ``step`` lines."""
+    batch_size = args.batch_size
+    batches = batches_of(images, batch_size)
+    steps = args.steps
+    ours32, run32 = build_ours(method, backbone, size, batches, steps, fast=False, args=args)
+    _, run_fast = build_ours(method, backbone, size, batches, steps, fast=True, args=args)
+    runners: dict[str, Runner] = {"ours_fp32": run32, "ours_fast": run_fast}
+    if lightly:
+        runners["lightly_fp32"] = build_lightly(method, backbone, size, batches, steps, args)
+    rates = time_interleaved(runners, repeats=args.repeats, warmup=1)
+
+    # FLOPs of one of our fp32 iterations (forward + backward of the query/online encoder, forward of the key
+    # encoder; the augmentation's few matmuls are included and negligible), per input image
+    ours32.data_loader.length = 1
+    flops_per_image = count_flops(ours32.run) / batch_size
+
+    fast_dtype = "bfloat16" if bf16_native() else "float32"
+    for label, key in (("float32", "ours_fp32"), ("fast", "ours_fast")):
+        ours = median(rates[key])
+        achieved = flops_per_image * ours
+        peak = peaks["bfloat16" if label == "fast" and fast_dtype == "bfloat16" else "float32"]
+        record: dict[str, Any] = {
+            "kind": "step",
+            "case": f"{method}_{backbone}_{size}",
+            "method": method,
+            "backbone": backbone,
+            "size": size,
+            "dtype": fast_dtype if label == "fast" else "float32",
+            "path": label,
+            "ours_img_s": ours,
+            "lightly_img_s": median(rates["lightly_fp32"]) if lightly else None,
+            "lightly_dtype": "float32",
+            "ratio": median(paired_ratios(rates[key], rates["lightly_fp32"])) if lightly else None,
+            "ours_rates": rates[key],
+            "lightly_rates": rates["lightly_fp32"] if lightly else None,
+            "batch_size": batch_size,
+            "steps_per_repeat": steps,
+            "repeats": args.repeats,
+            "lightly_augment": args.lightly_augment if lightly else None,
+            "channels_last": label == "fast" and not args.no_channels_last,
+            "compile": label == "fast" and args.compile,
+            "gflops_per_image": flops_per_image / 1e9,
+            "achieved_gflop_s": achieved / 1e9,
+            "peak_gflop_s": peak / 1e9,
+            "mfu": achieved / peak,
+            "augment_img_s": augment_img_s,
+            "augment_headroom": augment_img_s / ours,
+            **machine_info(),
+        }
+        print_json_line(record)
+
+
+def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
+    """Train ``args.accuracy_steps`` iterations from ``args.seed`` and return the last-10-step mean acc1 and loss."""
+    size = args.accuracy_size
+    batches = batches_of(images, args.batch_size)
+    trainer, run = build_ours(method, args.accuracy_backbone, size, batches, args.accuracy_steps, fast, args)
+    history: list[dict[str, float]] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: history.append(dict(e.state.output)))
+    run()
+    tail = history[-10:]
+    return {
+        "acc1": sum(h["acc1"] for h in tail) / len(tail),
+        "loss": sum(h["loss"] for h in tail) / len(tail),
+        "steps": len(history),
+    }
+
+
+def bench_accuracy(images: torch.Tensor, args: argparse.Namespace) -> None:
+    """``accuracy`` lines: the same short run in fp32 and in our fast path, final contrastive top-1 of both."""
+    for method in args.methods:
+        fp32 = short_run_acc1(method, False, images, args)
+        fast = short_run_acc1(method, True, images, args)
+        print_json_line(
+            {
+                "kind": "accuracy",
+                "case": f"accuracy_{method}_{args.accuracy_backbone}_{args.accuracy_size}",
+                "dtype": "bfloat16" if bf16_native() else "float32",
+                "steps": fp32["steps"],
+                "batch_size": args.batch_size,
+                "images": len(images),
+                "fp32_acc1": fp32["acc1"],
+                "fast_acc1": fast["acc1"],
+                "acc1_diff": fast["acc1"] - fp32["acc1"],
+                "fp32_loss": fp32["loss"],
+                "fast_loss": fast["loss"],
+                "acc1_over": "mean of the last 10 steps",
+                **machine_info(),
+            }
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", type=Path, default=Path("../shared/data/kermany_pneumonia_224"))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 128])
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2, help="training iterations per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (medians reported)")
+    parser.add_argument("--images", type=int, default=256, help="distinct real radiographs cycled through")
+    parser.add_argument("--aug_images", type=int, default=256, help="images per augmentation repeat")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in our fast path")
+    parser.add_argument("--no_channels_last", action="store_true", help="keep NCHW in our fast path")
+    parser.add_argument("--lightly_augment", choices=("same", "transform"), default="same")
+    parser.add_argument("--accuracy_steps", type=int, default=100, help="0 skips the short accuracy runs")
+    parser.add_argument("--accuracy_backbone", default="resnet18")
+    parser.add_argument("--accuracy_size", type=int, default=64)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("peak", "augment", "step", "accuracy"))
+    parser.add_argument("--ours_only", action="store_true", help="run without lightly (lightly columns null)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="ResNet-18 and ConvStemViT-tiny at 128, batch 16, 3 repeats: minutes"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.backbones = [b for b in args.backbones if b in ("resnet18", "convstem_vit_tiny")] or args.backbones
+        args.sizes = [min(args.sizes)] if 128 not in args.sizes else [128]
+        args.batch_size, args.repeats = min(args.batch_size, 16), min(args.repeats, 3)
+        args.images, args.aug_images = min(args.images, 64), min(args.aug_images, 64)
+        args.accuracy_steps = min(args.accuracy_steps, 50)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    lightly = lightly_available() and not args.ours_only
+    if not lightly and not args.ours_only:
+        print(
+            "bench_pretrain: lightly is not installed, so there is no reference to compare with. Install the bench "
+            "extra (.venv/bin/python -m pip install -e '.[bench]' or pip install lightly), or pass --ours_only.",
+            file=sys.stderr,
+        )
+        return 2
+    torch.set_num_threads(args.threads)
+    images = load_images(args.data_dir, args.images)
+    peaks = {"float32": matmul_peak_flops(torch.float32), "bfloat16": matmul_peak_flops(torch.bfloat16)}
+    if "peak" not in args.skip:
+        print_json_line(
+            {
+                "kind": "peak",
+                "case": "matmul_peak",
+                "fp32_gflop_s": peaks["float32"] / 1e9,
+                "bf16_gflop_s": peaks["bfloat16"] / 1e9,
+                "matmul": "2048 x 2048, median of 5",
+                **machine_info(),
+            }
+        )
+    augment = {s: float("nan") for s in args.sizes}
+    if "augment" not in args.skip:
+        augment = bench_augment_sizes(args.sizes, images, args, lightly)
+    if "step" not in args.skip:
+        for size in args.sizes:
+            for backbone in args.backbones:
+                for method in args.methods:
+                    bench_step(method, backbone, size, images, args, lightly, peaks, augment[size])
+    if "accuracy" not in args.skip and args.accuracy_steps > 0:
+        bench_accuracy(images, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
