@@ -141,7 +141,8 @@ def run_distributed(
                     errors.append(f"rank {r} exited with {sp.returncode}:\n{err[-3000:]}")
         if errors:
             raise RuntimeError(f"run_distributed({fn.__name__}, world_size={world_size}) failed:\n" + "\n".join(errors))
-        return [torch.load(o, weights_only=False) for o in outs]
+        # weights_only: the ranks return tensors and plain containers; nothing in a result file can run code
+        return [torch.load(o, weights_only=True) for o in outs]
 
 
 def _worker_main(argv: list[str]) -> None:
