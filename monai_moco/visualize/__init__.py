@@ -7,3 +7,6 @@ from .heatmap import heatmap_overlay as heatmap_overlay
 from .heatmap import patch_score_map as patch_score_map
 from .heatmap import save_heatmap_png as save_heatmap_png
 from .heatmap import write_rgb_png as write_rgb_png
+from .label_fraction import STRATEGY_COLOURS as STRATEGY_COLOURS
+from .label_fraction import plot_label_fraction_curves as plot_label_fraction_curves
+from .label_fraction import summarize_transfer_results as summarize_transfer_results
