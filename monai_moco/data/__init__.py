@@ -13,6 +13,7 @@ from .datalists import (
     unlabeled_datalist,
 )
 from .dataset import CACHE_MODES, make_dataset
+from .probe import fixed_image_batch, probe_datalists
 from .splits import (
     datalist_from_splits,
     fraction_splits,
@@ -30,11 +31,13 @@ __all__ = [
     "csv_datalist",
     "datalist_from_splits",
     "find_images",
+    "fixed_image_batch",
     "fraction_splits",
     "group_train_val_split",
     "label_fraction_split",
     "make_dataset",
     "medmnist_datalist",
+    "probe_datalists",
     "stratum_keys",
     "transfer_datalists",
     "unlabeled_datalist",

@@ -1,0 +1,39 @@
+"""Tests of the kNN-monitor datalists and the fixed heat-map batch on the real Kermany class folders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_moco.data import fixed_image_batch, probe_datalists
+
+
+@pytest.mark.parametrize("num_images", [16, 64])
+def test_probe_datalists_stratified_disjoint_seeded(kermany_dir, num_images):
+    ref, val = probe_datalists(kermany_dir / "train", num_images=num_images, seed=0)
+    assert len(ref) + len(val) == num_images
+    assert {d["image"] for d in ref}.isdisjoint(d["image"] for d in val)
+    for part in (ref, val):
+        assert {d["label"] for d in part} == {0, 1}  # both classes on both sides
+        assert all(d["label_name"] in ("NORMAL", "PNEUMONIA") for d in part)
+    again = probe_datalists(kermany_dir / "train", num_images=num_images, seed=0)
+    assert again == (ref, val)
+    other = probe_datalists(kermany_dir / "train", num_images=num_images, seed=1)
+    assert other != (ref, val)
+
+
+def test_probe_datalists_rejects_negative(kermany_dir):
+    with pytest.raises(ValueError, match="num_images"):
+        probe_datalists(kermany_dir / "train", num_images=-1)
+
+
+def test_fixed_image_batch_stacks_plain_tensors():
+    from monai.data import MetaTensor
+
+    data = [{"image": MetaTensor(torch.full((1, 8, 8), float(i)))} for i in range(5)]
+    batch = fixed_image_batch(data, 3)
+    assert type(batch) is torch.Tensor and batch.shape == (3, 1, 8, 8)
+    assert batch[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    assert fixed_image_batch(data, 10).shape[0] == 5
+    with pytest.raises(ValueError, match="num_images"):
+        fixed_image_batch([], 2)
