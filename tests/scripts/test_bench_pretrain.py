@@ -1,0 +1,78 @@
+"""Tests for scripts/bench_pretrain.py: its quickest run on a tiny case prints the documented JSON lines.
+
+With lightly (the ``bench`` extra) installed the run compares against lightly's reference; without it the same run
+goes ours-only (``--ours_only``), so the test runs in CI either way, and the script's refusal without lightly is
+checked too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_pretrain.py"
+STEP_KEYS = {"kind", "case", "dtype", "ours_img_s", "lightly_img_s", "ratio", "mfu", "gflops_per_image",
+             "augment_img_s", "augment_headroom", "batch_size", "repeats"}  # fmt: skip
+TINY = ["--quick", "--backbones", "resnet18", "--sizes", "32", "--batch_size", "4", "--repeats", "1", "--steps", "1",
+        "--images", "8", "--aug_images", "8", "--accuracy_steps", "3", "--accuracy_size", "32", "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_pretrain", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    yield module
+    torch.set_num_threads(threads)
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
+    lightly = bench.lightly_available()
+    argv = [*TINY, "--methods", method, "--data_dir", str(kermany_dir)] + ([] if lightly else ["--ours_only"])
+    assert bench.main(argv) == 0
+    lines = _lines(capsys.readouterr().out)
+    kinds = [line["kind"] for line in lines]
+    assert kinds == ["peak", "augment", "step", "step", "accuracy"]
+    peak = lines[0]
+    assert peak["fp32_gflop_s"] > 0 and peak["bf16_gflop_s"] > 0
+
+    augment = lines[1]
+    assert augment["case"] == "augment_32" and augment["ours_img_s"] > 0
+
+    steps = lines[2:4]
+    for line in steps:
+        assert STEP_KEYS <= set(line), STEP_KEYS - set(line)
+        assert line["case"] == f"{method}_resnet18_32" and line["ours_img_s"] > 0
+        assert 0 < line["mfu"] < 1.5 and line["gflops_per_image"] > 0
+        assert line["augment_headroom"] == pytest.approx(line["augment_img_s"] / line["ours_img_s"], rel=1e-2)
+        if lightly:
+            assert line["lightly_img_s"] > 0 and line["lightly_dtype"] == "float32"
+            assert line["ratio"] == pytest.approx(line["ours_img_s"] / line["lightly_img_s"], rel=1e-2)  # 1 repeat
+        else:
+            assert line["lightly_img_s"] is None and line["ratio"] is None
+    assert [line["path"] for line in steps] == ["float32", "fast"]
+    assert steps[0]["dtype"] == "float32" and steps[1]["dtype"] in ("bfloat16", "float32")
+    # ResNet-18: 3.64 GFLOPs per 224 px forward, about (32/224)^2 of it at 32 px; backward costs 2 forwards. Per input
+    # image SimCLR runs forward + backward on both views (6 forwards), MoCo on the query plus the key forward (4)
+    forwards = 6 if method == "simclr" else 4
+    assert steps[0]["gflops_per_image"] == pytest.approx(forwards * 3.64 * (32 / 224) ** 2, rel=0.3)
+
+    acc = lines[4]
+    assert acc["case"] == f"accuracy_{method}_resnet18_32" and acc["steps"] == 3
+    assert 0 <= acc["fp32_acc1"] <= 1 and 0 <= acc["fast_acc1"] <= 1 and acc["fp32_loss"] > 0
+
+
+def test_refuses_without_lightly(bench, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "lightly_available", lambda: False)
+    assert bench.main(["--quick"]) == 2
+    assert "lightly is not installed" in capsys.readouterr().err
