@@ -1,0 +1,71 @@
+"""Tests for monai_moco.utils.benchmark (interleaved timing, paired ratios, FLOP counting, JSON lines)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from monai_moco.utils.benchmark import (
+    count_flops,
+    machine_info,
+    matmul_peak_flops,
+    median,
+    paired_ratios,
+    print_json_line,
+    time_interleaved,
+)
+
+
+def test_median_and_paired_ratios():
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert paired_ratios([2.0, 9.0], [1.0, 3.0]) == [2.0, 3.0]
+    with pytest.raises(ValueError):
+        median([])
+    with pytest.raises(ValueError):
+        paired_ratios([1.0], [1.0, 2.0])
+
+
+def test_time_interleaved_rotates_order_and_counts_items():
+    calls: list[str] = []
+
+    def runner(name: str, items: int):
+        def run() -> int:
+            calls.append(name)
+            return items
+
+        return run
+
+    rates = time_interleaved({"a": runner("a", 10), "b": runner("b", 20), "c": runner("c", 5)}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {k: len(v) for k, v in rates.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(r > 0 for v in rates.values() for r in v)
+    with pytest.raises(ValueError):
+        time_interleaved({"a": runner("a", 1)}, repeats=0)
+
+
+@pytest.mark.parametrize("batch,fin,fout", [(4, 8, 16), (32, 64, 10)])
+def test_count_flops_linear_forward_backward(batch: int, fin: int, fout: int):
+    layer = torch.nn.Linear(fin, fout)
+    x = torch.randn(batch, fin, requires_grad=True)
+    assert count_flops(lambda: layer(x)) == 2 * batch * fin * fout
+    # backward: gradient w.r.t. the input and the weight, one matmul each
+    assert count_flops(lambda: layer(x).sum().backward()) == 3 * 2 * batch * fin * fout
+
+
+def test_matmul_peak_and_machine_info():
+    assert matmul_peak_flops(torch.float32, size=256, repeats=2) > 1e8
+    assert matmul_peak_flops(torch.bfloat16, size=256, repeats=2) > 1e8
+    info = machine_info()
+    assert info["threads"] == torch.get_num_threads() and isinstance(info["bf16_native"], bool)
+
+
+def test_print_json_line_rounds_floats():
+    buf = io.StringIO()
+    print_json_line({"case": "x", "v": 12.345678, "l": [1.0 / 3.0], "d": {"r": 2.0 / 3.0}, "n": None}, file=buf)
+    text = buf.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert json.loads(text) == {"case": "x", "v": 12.35, "l": [0.3333], "d": {"r": 0.6667}, "n": None}
