@@ -91,11 +91,11 @@ class XRayClassifier(nn.Module):
                 feats = self.backbone(x)
         else:
             feats = self.backbone(x)
-        if feats.ndim > 2 and all(s == 1 for s in feats.shape[2:]):
+        if feats.ndim > 2 and feats.flatten(2).shape[2] == 1:  # B x F x 1 x 1 (TorchScript-friendly test)
             feats = feats.flatten(1)
         if feats.ndim != 2:
             raise ValueError(
-                f"XRayClassifier: the backbone must return pooled features B x F, got shape {tuple(feats.shape)}."
+                f"XRayClassifier: the backbone must return pooled features B x F, got shape {feats.shape}."
             )
         return feats
 
