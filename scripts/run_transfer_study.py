@@ -35,6 +35,7 @@ import gc
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -261,7 +262,8 @@ def schedule(n_train: int, fraction_epochs: int, args: argparse.Namespace) -> tu
     Returns:
         ``(epochs, val_interval)`` with ``epochs`` a multiple of ``val_interval`` (the last epoch is validated).
     """
-    steps_per_epoch = max(1, math.ceil(n_train / args.batch_size)) if n_train > args.batch_size else 1
+    # the bundle's train loader drops the last partial batch when there is more than one batch
+    steps_per_epoch = n_train // args.batch_size if n_train > args.batch_size else 1
     epochs = max(fraction_epochs, math.ceil(args.min_steps / steps_per_epoch))
     epochs = min(epochs, max(args.max_epochs, fraction_epochs))
     interval = max(1, epochs // max(1, args.val_checks))
@@ -319,9 +321,10 @@ def transfer_run(
         overrides["backbone_lr"] = args.backbone_lr
     start = time.time()
     train_overrides = {k: v for k, v in overrides.items() if k != "n_bootstrap"}
-    run_bundle([CLASSIFIER / "train.json"], **train_overrides)
+    bundle = Path(args.classifier_dir)
+    run_bundle([bundle / "train.json"], **train_overrides)
     trained = time.time() - start
-    run_bundle([CLASSIFIER / "train.json", CLASSIFIER / "evaluate.json"], **{**overrides, "pretrained": ""})
+    run_bundle([bundle / "train.json", bundle / "evaluate.json"], **{**overrides, "pretrained": ""})
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     record: dict[str, Any] = {
         "strategy": strategy,
@@ -422,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = _device(args)
+    # the classifier bundle is copied once per study, so later edits of bundles/ do not mix into a resumed study
+    snapshot = output_dir / "bundles" / CLASSIFIER.name
+    if not snapshot.is_dir():
+        shutil.copytree(CLASSIFIER, snapshot)
+    args.classifier_dir = str(snapshot)
     _write_json({k: v for k, v in vars(args).items()}, output_dir / "study_args.json")
     plan = [
         (s, m, f, d)
