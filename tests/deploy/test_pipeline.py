@@ -11,8 +11,9 @@ import pydicom
 import pytest
 import torch
 
+pytest.importorskip("highdicom", reason="the deploy outputs need highdicom (pip install -e '.[deploy]')")
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import (  # noqa: E402
+from deploy_helpers import (  # noqa: E402
     CLASS_NAMES,
     SIZE,
     copy_into,
