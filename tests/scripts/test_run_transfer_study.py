@@ -1,0 +1,102 @@
+"""Tests for scripts/run_transfer_study.py: a tiny study on real Kermany images writes the table and plot, and a second
+invocation skips the finished runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from monai_moco.networks.blocks import MoCoV2ProjectionHead
+from monai_moco.networks.nets import ContrastiveEncoder, build_backbone
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_transfer_study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("run_transfer_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _moco_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    encoder = ContrastiveEncoder(build_backbone("resnet18", in_channels=1), MoCoV2ProjectionHead(512, 512, 32))
+    torch.save({"network": encoder.state_dict(), "momentum_network": encoder.state_dict()}, path)
+    return path
+
+
+def test_tiny_study_table_plot_and_resume(study, kermany_dir, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    argv = [
+        "--dataset_dir", str(kermany_dir), "--output_dir", str(out), "--strategies", "scratch", "moco",
+        "--moco_ckpt", str(_moco_checkpoint(tmp_path / "moco.pt")), "--fractions", "100", "50", "--draws", "1",
+        "--backbone", "resnet18", "--image_size", "32", "--max_images", "32", "--batch_size", "8", "--epochs", "1",
+        "--min_steps", "1", "--n_bootstrap", "100", "--device", "cpu", "--no_progress", "--threads", "1",
+    ]  # fmt: skip
+    records = study.main(argv)
+    assert len(records) == 8  # 2 strategies x 2 modes x 2 fractions x 1 draw
+    assert {(r["strategy"], r["mode"], r["fraction"]) for r in records} == {
+        (s, m, f) for s in ("scratch", "moco") for m in ("linear", "finetune") for f in (1.0, 0.5)
+    }
+    for r in records:
+        assert 0.0 <= r["ci_low"] <= r["auc"] <= r["ci_high"] <= 1.0, r
+        assert r["n_test"] == 32 and r["draw"] == 0
+        assert r["pretrained"] == ("" if r["strategy"] == "scratch" else str(tmp_path / "moco.pt"))
+    n_half = {r["n_train"] for r in records if r["fraction"] == 0.5}
+    n_all = {r["n_train"] for r in records if r["fraction"] == 1.0}
+    assert len(n_half) == len(n_all) == 1 and n_half.pop() < n_all.pop()
+
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved) == 8 and {"strategy", "fraction", "draw", "mode", "auc", "ci_low", "ci_high"} <= set(saved[0])
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert len(summary) == 8 and all(int(r["n_draws"]) == 1 for r in summary)
+    assert "| linear | moco | 100 % | 1 |" in (out / "summary.md").read_text()
+    with Image.open(out / "auc_vs_label_fraction.png") as img:
+        assert img.width > 400 and img.height > 200
+    # checkpoints are removed after evaluation unless --keep_checkpoints
+    assert not list((out / "runs").rglob("model.pt"))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(study, "transfer_run", must_not_run)
+    again = study.main(argv)
+    assert sorted(json.dumps(r, sort_keys=True) for r in again) == sorted(json.dumps(r, sort_keys=True) for r in records)
+
+
+@pytest.mark.parametrize(
+    "n_train, expected",
+    [
+        (4693, (1, 1)),  # 100 %: the asked-for epoch, validated at its end
+        (469, (3, 1)),  # 10 %: 14 steps/epoch -> 3 epochs for 40 steps, each validated
+        (47, (40, 20)),  # 1 %: one (drop_last) step per epoch -> 40 epochs, two validations
+        (5, (40, 20)),  # fewer images than a batch: one step per epoch
+    ],
+)
+def test_schedule_reaches_min_steps(study, n_train, expected):
+    args = study.parse_args(["--epochs", "1", "--min_steps", "40", "--val_checks", "2", "--batch_size", "32"])
+    assert study.schedule(n_train, 1, args) == expected
+
+
+def test_args_defaults_and_imagenet_needs_a_file(study):
+    args = study.parse_args([])
+    assert args.strategies == ["scratch", "simclr", "moco"] and args.fractions == [100.0, 10.0, 1.0]
+    assert args.draws == 3 and args.modes == ["linear", "finetune"]
+    assert study.parse_args(["--imagenet_weights", "w.pth"]).strategies == ["scratch", "imagenet", "simclr", "moco"]
+    quick = study.parse_args(["--quick", "--image_size", "48"])
+    assert quick.image_size == 48 and quick.backbone == "resnet18" and quick.max_images == 96
+    with pytest.raises(SystemExit):
+        study.parse_args(["--strategies", "imagenet"])
+    with pytest.raises(SystemExit):
+        study.parse_args(["--fractions", "0.5", "150"])
