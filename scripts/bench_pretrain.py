@@ -126,17 +126,22 @@ class CyclingLoader:
 
 
 def build_ours(
-    method: str, backbone: str, size: int, batches: list[torch.Tensor], steps: int, fast: bool, args: argparse.Namespace
+    method: str,
+    backbone: str,
+    size: int,
+    batches: list[torch.Tensor],
+    steps: int,
+    fast: bool,
+    args: argparse.Namespace,
+    **engine_kwargs: Any,
 ) -> tuple[ContrastiveTrainer, Runner]:
     """Our engine for ``method`` on ``backbone`` (fp32, or the fast path), and ``run() -> images`` doing ``steps``
-    training iterations (each: BatchedTwoView on the batch, forward, loss, backward, step, momentum update)."""
+    training iterations (each: BatchedTwoView on the batch, forward, loss, backward, step, momentum update);
+    ``engine_kwargs`` override the engine's arguments (for A/B runs of an option)."""
     net = make_backbone(backbone, size, args.seed)
     feat = net.out_features
     head = MoCoV2ProjectionHead(feat, feat, EMBED_DIM) if method == "moco" else SimCLRProjectionHead(feat, feat, EMBED_DIM)
     encoder = ContrastiveEncoder(net, head)
-    channels_last = fast and not args.no_channels_last
-    if channels_last:
-        encoder = encoder.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(encoder.parameters(), fast)
     loader = CyclingLoader(batches, steps)
     common: dict[str, Any] = {
@@ -147,8 +152,10 @@ def build_ours(
         "optimizer": optimizer,
         "view_transform": BatchedTwoView(spatial_size=size, seed=args.seed),
         "amp": fast and bf16_native(),
+        "channels_last": fast and not args.no_channels_last,
         "compile": fast and args.compile,
     }
+    common.update(engine_kwargs)
     if method == "moco":
         trainer: ContrastiveTrainer = MoCoTrainer(
             loss_function=InfoNCELoss(temperature=TEMPERATURE["moco"]), queue_size=QUEUE_SIZE, momentum=MOMENTUM, **common

@@ -217,6 +217,10 @@ class ContrastiveTrainer(Trainer):
         amp: autocast the forward passes.
         amp_dtype: autocast dtype; default ``default_amp_dtype(device)`` (bf16 on CPU, fp16 on CUDA). fp16 on CUDA
             uses a ``torch.amp.GradScaler`` (``self.scaler``, saved by ``checkpoint_dict``).
+        channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
+            views to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster,
+            especially under bf16/fp16 autocast (measured by ``scripts/bench_pretrain.py``: ResNet-18, 128 px, bf16 on
+            CPU about 1.4x faster than NCHW). Token-only networks (ViTs) are unaffected apart from their conv stem.
         compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled).
         compile_kwargs: arguments of ``torch.compile``.
         clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still
@@ -256,6 +260,7 @@ class ContrastiveTrainer(Trainer):
         view_transform: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         amp: bool = False,
         amp_dtype: torch.dtype | str | None = None,
+        channels_last: bool = False,
         compile: bool = False,
         compile_kwargs: dict | None = None,
         clip_grad_norm: float | None = None,
@@ -301,6 +306,9 @@ class ContrastiveTrainer(Trainer):
             decollate=decollate,
             to_kwargs=to_kwargs,
         )
+        self.channels_last = channels_last
+        if channels_last:
+            network.to(memory_format=torch.channels_last)  # in place, so subclasses' copies (MoCo's key encoder) follow
         self.network = network
         self.optimizer = optimizer
         self.loss_function = loss_function
@@ -393,7 +401,7 @@ class ContrastiveTrainer(Trainer):
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
-            return batch[0], batch[1]
+            return self._memory_format(batch[0]), self._memory_format(batch[1])
         if not isinstance(batch, torch.Tensor):
             raise TypeError(f"prepare_batch must return (view1, view2) or an image tensor, got {type(batch).__name__}.")
         if self.view_transform is None:
@@ -403,7 +411,12 @@ class ContrastiveTrainer(Trainer):
             )
         with torch.no_grad():
             views = self.view_transform(batch)
-        return views[0], views[1]
+        return self._memory_format(views[0]), self._memory_format(views[1])
+
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _accumulation_flags(self, engine: Engine) -> tuple[bool, bool]:
         acc = self.accumulation_steps

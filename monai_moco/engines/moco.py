@@ -74,7 +74,7 @@ class MoCoTrainer(ContrastiveTrainer):
             ``"none"``.
         shuffle_splits: sub-batches for single-process ShuffleBN.
         symmetric: also use view2 as query and view1 as key, average the two losses.
-        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, compile,
+        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
             clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
             postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
             event_to_attr, decollate, optim_set_to_none, to_kwargs).

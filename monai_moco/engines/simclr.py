@@ -40,7 +40,7 @@ class SimCLRTrainer(ContrastiveTrainer):
         optimizer: optimizer over ``network``'s parameters.
         loss_function: NT-Xent with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``; default
             ``NTXentLoss(temperature=0.1)``.
-        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, compile,
+        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
             clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
             postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
             event_to_attr, decollate, optim_set_to_none, to_kwargs).
