@@ -406,9 +406,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.backbones = [b for b in args.backbones if b in ("resnet18", "convstem_vit_tiny")] or args.backbones
         args.sizes = [min(args.sizes)] if 128 not in args.sizes else [128]
-        args.batch_size, args.repeats = min(args.batch_size, 16), min(args.repeats, 3)
-        args.images, args.aug_images = min(args.images, 64), min(args.aug_images, 64)
-        args.accuracy_steps = min(args.accuracy_steps, 50)
+        # quick lowers only what was left at its default
+        for name, value in (("batch_size", 16), ("repeats", 3), ("images", 64), ("aug_images", 64), ("accuracy_steps", 50)):
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     return args
 
 
