@@ -288,6 +288,9 @@ class ExportedClassifier:
 
         Returns:
             the :class:`HeatMap`.
+
+        Raises:
+            RuntimeError: when none of the three methods applies (no top-K head, not a ResNet, no input gradient).
         """
         x = (image if image.ndim == 4 else image[None]).float()
         if class_index is None:
@@ -320,5 +323,11 @@ class ExportedClassifier:
                 return HeatMap(_normalise(cam), "gradcam")
             xg = x.clone().requires_grad_(True)
             logit = self.model(xg)[0, class_index]
-            (grad,) = torch.autograd.grad(logit, xg)
+            grad = torch.autograd.grad(logit, xg, allow_unused=True)[0] if logit.requires_grad else None
+            if grad is None:
+                raise RuntimeError(
+                    "no heat-map: the model's output has no gradient with respect to its input (features computed "
+                    "without gradient, e.g. a frozen linear probe), it has no TopKPatchHead and its backbone is not a "
+                    "torchvision-layout ResNet for Grad-CAM."
+                )
             return HeatMap(_normalise(grad.abs()[0, 0]), "gradient")

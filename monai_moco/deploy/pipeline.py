@@ -132,10 +132,15 @@ def classify_instance(
         result["patient"] = {k: str(source.get(k, "") or "") for k in ("PatientName", "PatientID", "PatientBirthDate")}
     rgb = None
     if options.write_heatmap:
-        heat = classifier.heatmap(x, classifier.class_names.index(predicted))
-        rgb = heatmap_overlay(x[0], heat.scores.flatten(), tuple(heat.scores.shape), heat.topk_indices)
-        result["heatmap"] = {"file": f"{stem}_heatmap.png", "method": heat.method, "class": predicted,
-                             "grid": list(heat.scores.shape), "over": "model input (letterboxed)"}
+        try:
+            heat = classifier.heatmap(x, classifier.class_names.index(predicted))
+        except RuntimeError as err:  # e.g. a frozen (linear-probe) non-ResNet model computes no input gradient
+            result["heatmap"] = {"file": None, "method": "none", "reason": f"{type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:200]}"}
+        else:
+            rgb = heatmap_overlay(x[0], heat.scores.flatten(), tuple(heat.scores.shape), heat.topk_indices)
+            result["heatmap"] = {"file": f"{stem}_heatmap.png", "method": heat.method, "class": predicted,
+                                 "grid": list(heat.scores.shape), "over": "model input (letterboxed)"}
     sr = None
     if options.write_sr and source is not None:
         sr = build_classification_sr(source, probs, classifier.name, classifier.version, classifier.activation)

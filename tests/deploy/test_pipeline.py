@@ -105,6 +105,22 @@ def test_gradient_fallback_for_other_backbones(tmp_path):
     assert heat.method == "gradient" and tuple(heat.scores.shape) == (16, 16)
 
 
+def test_frozen_model_without_gradients_still_gives_a_result(tmp_path, dicom_mono2_jpeg):
+    """A linear probe (frozen backbone, no_grad inside) on a non-ResNet backbone has no heat-map: said so in the JSON."""
+    from monai_moco.networks.nets import XRayClassifier
+
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten())
+    backbone.out_features = 4
+    path = save_scripted(XRayClassifier(backbone, 2, frozen=True).eval(), tmp_path / "probe.ts")
+    folder = copy_into(tmp_path / "in", dicom_mono2_jpeg)
+    report = process_instances(select_chest_radiographs(folder)[0], ExportedClassifier.load(path), tmp_path / "out")
+    assert len(report.processed) == 1 and not report.skipped
+    result = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert result["heatmap"]["method"] == "none" and "no gradient" in result["heatmap"]["reason"]
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
 def test_pipeline_end_to_end_without_sdk(tmp_path, models, dicom_mono1, dicom_mono2_jpeg):
     folder = copy_into(tmp_path / "in", dicom_mono1, dicom_mono2_jpeg)
     # uncompressed and cut short: the header passes selection, LoadXRay then reports the missing pixel bytes
