@@ -83,15 +83,16 @@ def test_moco_bundle_resume_continues_queue_and_epoch(bundles, kermany_dir, tmp_
 
 def test_moco_vit_readme_main_command(bundles, repo_kermany, tmp_path):
     """The README's main command as written (default dataset ``data/kermany/train``, the one-GPU recipe's other
-    settings), shrunk only by output_dir / epochs / max_images / image_size / batch_size."""
+    settings), shrunk only by output_dir / epochs / max_images / image_size / batch_size (and log_interval, so the
+    two steps are logged)."""
     if not (bundles.dir / "moco_vit" / "train.json").is_file():
         pytest.fail("bundles/moco_vit/train.json is missing")
     out = tmp_path / "moco_vit"
     cmd = bundles.command(
         ["bundles/moco_vit/train.json"],
-        {"output_dir": out, "epochs": 1, "max_images": 16, "image_size": 64, "batch_size": 8},
+        {"output_dir": out, "epochs": 1, "max_images": 16, "image_size": 64, "batch_size": 8, "log_interval": 1},
     )
-    assert cmd[-12:-10] == ["--config_file", "bundles/moco_vit/train.json"]
+    assert cmd[-14:-12] == ["--config_file", "bundles/moco_vit/train.json"]
     bundles.run(cmd)
     ckpt = bundles.load_checkpoint(out / "checkpoints" / "last.pt")
     assert MOCO_KEYS <= set(ckpt)
