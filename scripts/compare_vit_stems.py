@@ -14,9 +14,9 @@ batch, image size, optimizer, learning-rate schedule, augmentation draws and see
 Reported per arm and seed:
 
 * training-loss stability: the per-step loss (and contrastive top-1, gradient norm) curve; the mean and standard
-  deviation of the loss over the last ``N`` steps; the number of loss spikes after the queue has filled (a step
-  whose loss exceeds the median of the previous 20 steps by more than 3 robust standard deviations, 1.4826 x MAD,
-  floored at 0.01); whether the run stopped on a non-finite loss;
+  deviation of the loss about its linear trend over the last ``N`` steps; the number of loss spikes after the queue
+  has filled (a step-to-step rise larger than the median step change plus 4 robust standard deviations of the step
+  changes, 1.4826 x MAD, floored at 0.01); whether the run stopped on a non-finite loss;
 * representation quality: the frozen ``embed`` features (before the projection head; the top-K pooled embedding for
   the top-K arm) of labelled Kermany **train** images fit a logistic regression
   (:func:`~monai_moco.metrics.logistic_probe`), scored by ROC AUC on the official 624-image **test** split with a
@@ -74,8 +74,7 @@ ARMS: dict[str, tuple[Any, bool]] = {
     "convstem_vit_tiny_topk": (convstem_vit_tiny, True),
 }
 
-SPIKE_WINDOW = 20
-SPIKE_SIGMAS = 3.0
+SPIKE_SIGMAS = 4.0
 SPIKE_FLOOR = 0.01
 CSV_FIELDS = (
     "arm", "seed", "steps", "params", "blocks", "diverged", "loss_last_mean", "loss_last_std", "loss_spikes",
@@ -123,6 +122,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CPU (fp16 on CUDA)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--num_workers", type=int, default=2, help="threads that decode the images once")
+    p.add_argument("--from_json", default=None,
+                   help="skip training: rewrite results.json/csv, the plot and the table of an existing results.json "
+                   "into --output_dir (stability statistics recomputed from its loss curves)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads (0: torch's default); 1 is about 2x faster on oversubscribed cores")
     args = p.parse_args(argv)
@@ -187,29 +189,34 @@ def loss_stability(losses: Sequence[float], last_n: int, skip: int) -> dict[str,
 
     Args:
         losses: the loss of every step.
-        last_n: window of the final mean/std (capped at a quarter of the steps, at least 1).
+        last_n: window of the final statistics (capped at a quarter of the steps, at least 1).
         skip: steps ignored by the spike count (MoCo's loss rises while its queue fills).
 
     Returns:
-        ``loss_last_mean``, ``loss_last_std`` over the last steps and ``loss_spikes``: steps whose loss exceeds the
-        median of the previous ``SPIKE_WINDOW`` steps by more than ``SPIKE_SIGMAS`` robust standard deviations
-        (1.4826 x MAD, at least ``SPIKE_FLOOR``).
+        ``loss_last_mean`` over the last steps; ``loss_last_std``, the standard deviation of the last steps about
+        their least-squares line (step-to-step noise, not the trend); ``loss_spikes``: steps after ``skip`` whose
+        loss rises from the previous step by more than the median step change plus ``SPIKE_SIGMAS`` robust standard
+        deviations of the step changes (1.4826 x MAD, at least ``SPIKE_FLOOR``), so a steady trend is no spike.
 
     Example::
 
-        loss_stability([5.0, 4.9, 4.8, 9.0, 4.7], last_n=2, skip=0)["loss_spikes"]  # 0: fewer than 20 prior steps
+        loss_stability([5.0, 4.9, 4.8, 4.7, 4.6, 4.5, 9.0, 4.4], last_n=4, skip=0)["loss_spikes"]  # 1
     """
     arr = np.asarray(losses, dtype=np.float64)
     if arr.size == 0:
         return {"loss_last_mean": float("nan"), "loss_last_std": float("nan"), "loss_spikes": 0}
     n = max(1, min(int(last_n), arr.size // 4 or 1))
+    tail = arr[-n:]
+    if n >= 3:
+        steps = np.arange(n, dtype=np.float64)
+        tail = tail - np.polyval(np.polyfit(steps, tail, 1), steps)
+    diffs = np.diff(arr)[max(int(skip), 1) - 1 :]  # diffs[i] = change into step max(skip, 1) + i
     spikes = 0
-    for t in range(max(SPIKE_WINDOW, int(skip)), arr.size):
-        prev = arr[t - SPIKE_WINDOW : t]
-        med = np.median(prev)
-        scale = max(1.4826 * np.median(np.abs(prev - med)), SPIKE_FLOOR)
-        spikes += int(arr[t] > med + SPIKE_SIGMAS * scale)
-    return {"loss_last_mean": float(arr[-n:].mean()), "loss_last_std": float(arr[-n:].std()), "loss_spikes": spikes}
+    if diffs.size:
+        med = np.median(diffs)
+        scale = max(1.4826 * float(np.median(np.abs(diffs - med))), SPIKE_FLOOR)
+        spikes = int(np.sum(diffs > med + SPIKE_SIGMAS * scale))
+    return {"loss_last_mean": float(arr[-n:].mean()), "loss_last_std": float(tail.std()), "loss_spikes": spikes}
 
 
 def _probe(encoder: torch.nn.Module, probe: dict[str, Any], device: torch.device, n_bootstrap: int,
@@ -320,7 +327,7 @@ def markdown_table(records: list[dict]) -> str:
         the table text.
     """
     lines = [
-        "| arm | seed | loss (last N) mean ± sd | spikes | contrastive top-1 | linear-probe AUC [95% CI] | "
+        "| arm | seed | loss (last N) mean ± detrended sd | spikes | contrastive top-1 | linear-probe AUC [95% CI] | "
         "kNN AUC [95% CI] | random-init linear AUC | img/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -334,7 +341,7 @@ def markdown_table(records: list[dict]) -> str:
         )
     seeds = sorted({r["seed"] for r in records})
     if len(seeds) > 1:
-        lines += ["", "| arm | seeds | linear-probe AUC mean ± sd | kNN AUC mean ± sd | loss sd (last N) mean | spikes total |",
+        lines += ["", "| arm | seeds | linear-probe AUC mean ± sd | kNN AUC mean ± sd | detrended loss sd (last N) mean | spikes total |",
                   "|---|---|---|---|---|---|"]
         for arm in dict.fromkeys(r["arm"] for r in records):
             rs = [r for r in records if r["arm"] == arm]
@@ -367,6 +374,8 @@ def plot(records: list[dict], path: Path) -> None:
         ax_loss.plot(np.arange(1, loss.size + 1), loss, color=colours[r["arm"]], lw=1,
                      alpha=0.9 if r["seed"] == records[0]["seed"] else 0.5,
                      label=r["arm"] if r["seed"] == records[0]["seed"] else None)
+    fill = records[0]["config"]["queue_size"] / records[0]["config"]["batch_size"]
+    ax_loss.axvline(fill, color="grey", ls=":", lw=1, label="queue full")
     ax_loss.set(xlabel="step", ylabel="InfoNCE loss", title="MoCo-v2 training loss (one line per seed)")
     ax_loss.legend(fontsize=8)
     seeds = sorted({r["seed"] for r in records})
@@ -381,10 +390,14 @@ def plot(records: list[dict], path: Path) -> None:
                 err = [[r[key] - r[f"{key}_low"]], [r[f"{key}_high"] - r[key]]]
                 ax_auc.bar(x, r[key], width, yerr=err, color=colours[arm], hatch=hatch, edgecolor="black",
                            capsize=2, alpha=0.9)
+                if key == "linear_auc":  # the same probe on the untrained network
+                    ax_auc.hlines(r["init_linear_auc"], x - width / 2, x + width / 2, colors="black",
+                                  linestyles="dotted", label="random-init linear probe" if ai == si == 0 else None)
     ax_auc.set_xticks(range(len(arms)), [a.replace("_", "\n", 1) for a in arms], fontsize=8)
-    lows = [r[k] for r in records for k in ("linear_auc_low", "knn_auc_low")]
+    lows = [r[k] for r in records for k in ("linear_auc_low", "knn_auc_low", "init_linear_auc")]
     ax_auc.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
     ax_auc.set(ylabel="test AUC (624 images)", title="linear probe (plain) / kNN (hatched), 95% CI; bars = seeds")
+    ax_auc.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -415,6 +428,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     dataset_dir, out = Path(args.dataset_dir), Path(args.output_dir)
+    if args.from_json:
+        records = json.loads(Path(args.from_json).read_text())
+        for r in records:  # stability statistics recomputed from the stored curves, by the current definition
+            cfg = r["config"]
+            r.update(loss_stability(r["curves"]["loss"], cfg["last_n"], math.ceil(cfg["queue_size"] / cfg["batch_size"])))
+        _write(records, out)
+        return _report(records, out)
     train_items, test_items = _load_split(dataset_dir, "train"), _load_split(dataset_dir, "test")
     pretrain_items = unlabeled_datalist(dataset_dir / "train", max_images=args.max_images, seed=0)
     train_labels = np.array([int(d["label"]) for d in train_items])
@@ -446,6 +466,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             _write(records, out)  # partial results survive an interrupted run
             print(f"{arm} seed {seed}: linear AUC {records[-1]['linear_auc']:.3f}, "
                   f"{records[-1]['train_seconds']:.0f} s", file=sys.stderr, flush=True)
+    return _report(records, out)
+
+
+def _report(records: list[dict], out: Path) -> list[dict]:
+    """Draw the plot, print the Markdown table and save it as ``results.md``; returns ``records``."""
+    out.mkdir(parents=True, exist_ok=True)
     plot(records, out / "compare_vit_stems.png")
     table = markdown_table(records)
     print(table)

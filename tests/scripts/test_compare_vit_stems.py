@@ -71,11 +71,14 @@ def test_loss_stability_counts_spikes_after_the_queue_fills(compare):
     rng = np.random.default_rng(0)
     curve = 5.0 - np.linspace(0, 1, 100) + 0.02 * rng.standard_normal(100)
     assert compare.loss_stability(curve, last_n=20, skip=0)["loss_spikes"] == 0
+    assert compare.loss_stability(curve[::-1] + 3.0, last_n=20, skip=0)["loss_spikes"] == 0  # a steady rise is no spike
     spiky = curve.copy()
     spiky[[30, 70]] += 1.0
     stats = compare.loss_stability(spiky, last_n=20, skip=0)
     assert stats["loss_spikes"] == 2
     assert compare.loss_stability(spiky, last_n=20, skip=50)["loss_spikes"] == 1  # spike at 30 is in the skipped fill
     assert stats["loss_last_mean"] == pytest.approx(spiky[-20:].mean())
-    assert stats["loss_last_std"] == pytest.approx(spiky[-20:].std())
+    steps = np.arange(20)
+    residual = spiky[-20:] - np.polyval(np.polyfit(steps, spiky[-20:], 1), steps)
+    assert stats["loss_last_std"] == pytest.approx(residual.std()) and stats["loss_last_std"] < 0.03  # trend removed
     assert compare.loss_stability([1.0, 2.0], last_n=50, skip=0)["loss_last_mean"] == 2.0  # window capped at N / 4
