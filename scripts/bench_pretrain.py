@@ -33,12 +33,14 @@ Example::
     .venv/bin/python scripts/bench_pretrain.py --quick
     nohup .venv/bin/python scripts/bench_pretrain.py > runs/bench_pretrain.jsonl 2> runs/bench_pretrain.err &
     .venv/bin/python scripts/bench_pretrain.py --methods simclr --backbones resnet18 --sizes 128 --repeats 7
+    .venv/bin/python scripts/bench_pretrain.py --table runs/bench_pretrain.jsonl  # the README tables
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -378,6 +380,59 @@ def bench_accuracy(images: torch.Tensor, args: argparse.Namespace) -> None:
         )
 
 
+def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
+    """The README tables of a run's JSON lines: training steps (ours fp32 and fast path vs lightly fp32, MFU,
+    augmentation headroom), augmentation, short-run accuracy.
+
+    Args:
+        lines: the parsed JSON lines of one or more runs.
+
+    Returns:
+        Markdown text.
+
+    Example::
+
+        print(markdown_table([json.loads(x) for x in open("runs/bench_pretrain.jsonl")]))
+    """
+    steps = [d for d in lines if d.get("kind") == "step"]
+    out = []
+    if steps:
+        out += [
+            "| case | batch | repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | ratio | "
+            "MFU fp32 | MFU fast | augment / step |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        by_case: dict[str, dict[str, dict[str, Any]]] = {}
+        for d in steps:
+            by_case.setdefault(d["case"], {})[d["path"]] = d
+        for name, paths in by_case.items():
+            f32, fast = paths.get("float32", {}), paths.get("fast", {})
+
+            def fmt(v: Any, spec: str = ".3g") -> str:
+                return "-" if v is None else format(v, spec)
+
+            out.append(
+                f"| {name} | {f32.get('batch_size')} | {f32.get('repeats')} | {fmt(f32.get('lightly_img_s'))} | "
+                f"{fmt(f32.get('ours_img_s'))} | {fmt(f32.get('ratio'), '.2f')}x | {fmt(fast.get('ours_img_s'))} "
+                f"({fast.get('dtype')}) | {fmt(fast.get('ratio'), '.2f')}x | {fmt(f32.get('mfu'), '.0%')} | "
+                f"{fmt(fast.get('mfu'), '.0%')} | {fmt(fast.get('augment_headroom'), '.1f')}x |"
+            )
+    for d in lines:
+        if d.get("kind") == "peak":
+            out.append(f"\nmatmul peak ({d['threads']} threads): fp32 {d['fp32_gflop_s']:.0f} GFLOP/s, "
+                       f"bf16 {d['bf16_gflop_s']:.0f} GFLOP/s")
+        elif d.get("kind") == "augment":
+            lightly = "-" if d["lightly_img_s"] is None else f"{d['lightly_img_s']:.3g}"
+            ratio = "-" if d["ratio"] is None else f"{d['ratio']:.2f}x"
+            out.append(f"\naugmentation at {d['size']} px: BatchedTwoView {d['ours_img_s']:.3g} img/s, lightly "
+                       f"MoCoV2Transform {lightly} img/s, ratio {ratio} ({d['repeats']} repeats)")
+        elif d.get("kind") == "accuracy":
+            out.append(f"\n{d['case']} ({d['steps']} steps, batch {d['batch_size']}, {d['images']} real images): "
+                       f"acc1 fp32 {d['fp32_acc1']:.3f}, {d['dtype']} fast path {d['fast_acc1']:.3f} "
+                       f"(loss {d['fp32_loss']:.3f} vs {d['fast_loss']:.3f})")
+    return "\n".join(out)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", type=Path, default=Path("../shared/data/kermany_pneumonia_224"))
@@ -399,6 +454,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip", nargs="*", default=[], choices=("peak", "augment", "step", "accuracy"))
     parser.add_argument("--ours_only", action="store_true", help="run without lightly (lightly columns null)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", nargs="+", type=Path, help="print the Markdown tables of saved JSON lines and exit")
     parser.add_argument(
         "--quick", action="store_true", help="ResNet-18 and ConvStemViT-tiny at 128, batch 16, 3 repeats: minutes"
     )
@@ -415,6 +471,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        lines = [json.loads(x) for p in args.table for x in p.read_text().splitlines() if x.startswith("{")]
+        print(markdown_table(lines))
+        return 0
     lightly = lightly_available() and not args.ours_only
     if not lightly and not args.ours_only:
         print(

@@ -71,6 +71,10 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
     assert acc["case"] == f"accuracy_{method}_resnet18_32" and acc["steps"] == 3
     assert 0 <= acc["fp32_acc1"] <= 1 and 0 <= acc["fast_acc1"] <= 1 and acc["fp32_loss"] > 0
 
+    table = bench.markdown_table(lines).splitlines()
+    assert table[0].startswith("| case |") and table[2].startswith(f"| {method}_resnet18_32 | 4 | 1 |")
+    assert any(t.startswith("augmentation at 32 px") for t in table) and any(t.startswith(acc["case"]) for t in table)
+
 
 def test_refuses_without_lightly(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "lightly_available", lambda: False)
