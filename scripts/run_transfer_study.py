@@ -108,6 +108,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep_checkpoints", action="store_true", help="keep every run's best model.pt")
     p.add_argument("--force", action="store_true", help="redo runs that are already finished")
+    p.add_argument("--include_finished", action="store_true",
+                   help="put every finished run in --output_dir with the same backbone and image size in the tables, "
+                        "not only this invocation's plan (e.g. after an earlier invocation with other --modes/--draws)")
     p.add_argument("--no_progress", action="store_true", help="no per-run progress bars")
     args = p.parse_args(argv)
     defaults = {
@@ -444,6 +447,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if (output_dir / "runs" / run_name(*key) / "record.json").is_file() and not args.force
     }
     records: list[dict[str, Any]] = [json.loads(p.read_text()) for p in done.values()]
+    if args.include_finished:  # runs of earlier invocations with other plans (e.g. fewer fine-tuning draws)
+        planned = {str(p) for p in done.values()}
+        for path in sorted((output_dir / "runs").glob("*/record.json")):
+            rec = json.loads(path.read_text())
+            if str(path) not in planned and (rec.get("backbone"), rec.get("image_size")) == (
+                args.backbone, args.image_size
+            ):
+                records.append(rec)
     todo = [key for key in plan if key not in done]
     logger.info(f"{len(plan)} runs planned, {len(done)} already finished, {len(todo)} to run")
     sources: dict[str, str] = {"scratch": ""}
