@@ -35,6 +35,7 @@ CASES = [
     ("simclr", "convstem_vit_tiny", {"img_size": SIZE, "patch_size": 8, "num_layers": 2, "pooling": "none"}, True),
     ("moco", "convstem_vit_tiny", {"img_size": SIZE, "patch_size": 8, "num_layers": 2}, False),
     ("simclr", "timm:resnet10t", {}, False),
+    ("moco", "monai:EfficientNetBN", {}, False),
 ]
 
 
@@ -67,6 +68,11 @@ def _pretrain(tmp_path: Path, method: str, name: str, kwargs: dict, topk: bool) 
         trainer = MoCoTrainer("cpu", 1, _batches(), encoder, optimizer, queue_size=16, queue_dim=16, momentum=0.9)
     else:
         trainer = SimCLRTrainer("cpu", 1, _batches(), encoder, optimizer)
+    if name.startswith("monai:"):  # a deep net: the checkpoint_dict layout written directly, without training steps
+        path = tmp_path / "ckpt" / "final.pt"
+        path.parent.mkdir(parents=True)
+        torch.save({key: obj.state_dict() for key, obj in checkpoint_dict(trainer).items()}, path)
+        return path, encoder.eval()
     AtomicCheckpointSaver(str(tmp_path / "ckpt"), checkpoint_dict(trainer), save_final=True,
                           final_filename="final.pt").attach(trainer)
     trainer.run()
@@ -111,7 +117,7 @@ def test_export_roundtrip(tmp_path, pretrained, method, name, kwargs, topk):
     if topk:
         assert any(k.startswith("network.patch_head.") for k in report["dropped_keys"])
     sd = torch.load(out, map_location="cpu", weights_only=True)
-    assert set(sd) == set(build_backbone(name, in_channels=1, **kwargs).state_dict())
+    assert set(sd) == set(fresh.state_dict())
     assert not any(k.startswith(("projection", "patch_head", "backbone.", "module.", "queue")) for k in sd)
 
     x = torch.rand(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
@@ -124,6 +130,13 @@ def test_export_roundtrip(tmp_path, pretrained, method, name, kwargs, topk):
             tv.fc = nn.Identity()
             tv.load_state_dict(sd, strict=True)
             torch.testing.assert_close(tv.eval()(x), expected, rtol=1e-5, atol=1e-5)
+        if name.startswith("monai:"):  # the plain MONAI network with its last linear layer removed, strict
+            from monai.networks.nets import EfficientNetBN
+
+            mn = EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=1, num_classes=1)
+            mn._fc = nn.Identity()
+            mn.load_state_dict(sd, strict=True)
+            torch.testing.assert_close(mn.eval()(x), expected, rtol=1e-5, atol=1e-5)
         if name.startswith("timm:"):
             import timm
 
@@ -139,7 +152,7 @@ def test_export_roundtrip(tmp_path, pretrained, method, name, kwargs, topk):
     imported = build_backbone(name, in_channels=1, **kwargs)
     assert load_backbone_weights(imported, moco)["format"] == "moco"
     again = tmp_path / "from_moco.safetensors"
-    assert export_backbone(moco, again, backbone=build_backbone(name, in_channels=1, **kwargs))["format"] == "moco"
+    assert export_backbone(moco, again, backbone=imported)["format"] == "moco"
     from safetensors.torch import load_file
 
     back = load_file(again)
