@@ -76,6 +76,9 @@ ARMS: dict[str, tuple[Any, bool]] = {
 
 SPIKE_SIGMAS = 4.0
 SPIKE_FLOOR = 0.01
+#: Options that must match for a stored record to be reused by ``--resume`` (with the number of steps).
+RUN_KEYS = ("image_size", "patch_size", "num_layers", "batch_size", "lr", "weight_decay", "warmup", "queue_size",
+            "momentum", "temperature", "amp", "max_images", "probe_images", "topk")
 CSV_FIELDS = (
     "arm", "seed", "steps", "params", "blocks", "diverged", "loss_last_mean", "loss_last_std", "loss_spikes",
     "acc1_last", "grad_norm_median", "grad_norm_max", "linear_auc", "linear_auc_low", "linear_auc_high", "knn_auc",
@@ -125,6 +128,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--from_json", default=None,
                    help="skip training: rewrite results.json/csv, the plot and the table of an existing results.json "
                    "into --output_dir (stability statistics recomputed from its loss curves)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the records of --output_dir/results.json made with the same options (e.g. to add "
+                   "seeds); the others are trained")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads (0: torch's default); 1 is about 2x faster on oversubscribed cores")
     args = p.parse_args(argv)
@@ -302,9 +308,7 @@ def run_arm(arm: str, seed: int, images: torch.Tensor, probe: dict[str, Any], ar
         "init_linear_auc": init["linear_auc"],
         "train_seconds": seconds,
         "images_per_second": len(curves["loss"]) * args.batch_size / max(seconds, 1e-9),
-        "config": {k: getattr(args, k) for k in ("image_size", "patch_size", "num_layers", "batch_size", "lr",
-                                                 "weight_decay", "warmup", "queue_size", "momentum", "temperature",
-                                                 "amp", "max_images", "probe_images", "topk", "last_n")},
+        "config": {k: getattr(args, k) for k in RUN_KEYS + ("last_n",)},
         "curves": curves,
     }
     record["config"].update(pretrain_images=int(len(images)), probe_train_images=len(probe["train"].dataset),
@@ -415,6 +419,17 @@ def _write(records: list[dict], out: Path) -> None:
         writer.writerows(records)
 
 
+def _resumable(path: Path, args: argparse.Namespace, steps: int) -> dict[tuple[str, int], dict]:
+    """With ``--resume``: the stored records of ``path`` trained with the same options and number of steps."""
+    if not args.resume or not path.is_file():
+        return {}
+    return {
+        (r["arm"], int(r["seed"])): r
+        for r in json.loads(path.read_text())
+        if all(r["config"].get(k) == getattr(args, k) for k in RUN_KEYS) and (r["steps"] == steps or r["diverged"])
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     """Run every arm for every seed; write results.json, results.csv and the plot; print the Markdown table.
 
@@ -459,9 +474,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     }
     print(f"pretraining on {len(images)} train images (labels unused); probe: {len(probe_train)} labelled train, "
           f"{len(test_y)} test images", file=sys.stderr, flush=True)
+    done = _resumable(out / "results.json", args, args.steps or args.epochs * (len(images) // args.batch_size))
     records: list[dict] = []
     for seed in args.seeds:
         for arm in args.arms:
+            if (arm, seed) in done:
+                records.append(done[(arm, seed)])
+                print(f"{arm} seed {seed}: reusing the stored record (--resume)", file=sys.stderr, flush=True)
+                continue
             records.append(run_arm(arm, seed, images, probe, args))
             _write(records, out)  # partial results survive an interrupted run
             print(f"{arm} seed {seed}: linear AUC {records[-1]['linear_auc']:.3f}, "
