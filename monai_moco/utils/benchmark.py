@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
@@ -113,7 +114,8 @@ def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> l
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """Floating-point operations of one call of ``fn`` (matmuls and convolutions, forward and backward), counted by
-    ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs).
+    ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs). ``scaled_dot_product_attention``
+    runs through its math backend while counting, since the counter sees no FLOPs in the CPU flash-attention kernel.
 
     Args:
         fn: e.g. one training step.
@@ -126,7 +128,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
         flops = count_flops(lambda: model(x).sum().backward())
     """
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, sdpa_kernel([SDPBackend.MATH]):
         fn()
     return int(counter.get_total_flops())
 

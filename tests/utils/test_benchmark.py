@@ -56,6 +56,13 @@ def test_count_flops_linear_forward_backward(batch: int, fin: int, fout: int):
     assert count_flops(lambda: layer(x).sum().backward()) == 3 * 2 * batch * fin * fout
 
 
+def test_count_flops_includes_attention():
+    q = torch.randn(2, 3, 17, 8, requires_grad=True)
+    forward = 2 * (2 * 2 * 3 * 17 * 17 * 8)  # q @ k^T and attn @ v
+    attention = torch.nn.functional.scaled_dot_product_attention
+    assert count_flops(lambda: attention(q, q, q).sum().backward()) == 3 * forward
+
+
 def test_matmul_peak_and_machine_info():
     assert matmul_peak_flops(torch.float32, size=256, repeats=2) > 1e8
     assert matmul_peak_flops(torch.bfloat16, size=256, repeats=2) > 1e8

@@ -79,7 +79,11 @@ class ConvStemViT(nn.Module):
         dropout_rate: dropout in attention, MLP and after adding the position embeddings.
         use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention`` inside MONAI's ``SABlock``
             (about 15 % faster for ViT-Ti training on CPU here; note ``FlopCounterMode`` does not count its FLOPs on
-            CPU, so pass False when counting).
+            CPU, so pass False when counting). ``"auto"`` (default): SDPA, except for a forward on the CPU under
+            bfloat16 autocast, where MONAI's explicit attention is used instead: PyTorch's CPU flash-attention
+            backward is 3-6x slower in bf16 than the explicit matmul-softmax-matmul (65-197 tokens, head width 64),
+            which made the bf16 ViT-Ti training step 2x slower (``scripts/bench_pretrain.py``). TorchScript always
+            uses the path chosen at construction (SDPA for ``"auto"``).
 
     Attributes:
         out_features: ``hidden_size`` (the width of every output).
@@ -116,7 +120,7 @@ class ConvStemViT(nn.Module):
         spatial_dims: int = 2,
         qkv_bias: bool = True,
         dropout_rate: float = 0.0,
-        use_flash_attention: bool = True,
+        use_flash_attention: bool | str = "auto",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -160,6 +164,9 @@ class ConvStemViT(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         self.pos_drop = nn.Dropout(dropout_rate)
+        if isinstance(use_flash_attention, str):
+            look_up_option(use_flash_attention, ("auto",))
+        self.auto_attention = use_flash_attention == "auto"
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 hidden_size,
@@ -167,7 +174,7 @@ class ConvStemViT(nn.Module):
                 num_heads,
                 dropout_rate=dropout_rate,
                 qkv_bias=qkv_bias,
-                use_flash_attention=use_flash_attention,
+                use_flash_attention=bool(use_flash_attention),
             )
             for _ in range(depth)
         )
@@ -246,9 +253,22 @@ class ConvStemViT(nn.Module):
         tokens = feat.flatten(2).transpose(1, 2) + self._pos_embed_for(grid)
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = self.pos_drop(tokens)
+        if self.auto_attention and not torch.jit.is_scripting():
+            self._choose_attention(tokens)
         for blk in self.blocks:
             tokens = blk(tokens)
         return self.norm(tokens)
+
+    @torch.jit.unused
+    def _choose_attention(self, tokens: torch.Tensor) -> None:
+        """``use_flash_attention="auto"``: SDPA unless on the CPU under bf16 autocast (see the class docstring)."""
+        flash = not (
+            tokens.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+        for blk in self.blocks:
+            blk.attn.use_flash_attention = flash
 
     def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
