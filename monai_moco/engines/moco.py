@@ -70,7 +70,8 @@ class MoCoTrainer(ContrastiveTrainer):
         momentum: momentum of the key encoder (0.999 in MoCo).
         momentum_end: if given, the momentum follows a cosine ramp from ``momentum`` to this over all iterations.
         shuffle_bn: ``"shuffle"`` (ShuffleBN: the key batch is shuffled across GPUs, or, in one process, forwarded in
-            ``shuffle_splits`` random sub-batches), ``"sync"`` (SyncBatchNorm under DDP on GPU; plain in one process) or
+            ``shuffle_splits`` random sub-batches; skipped for a key encoder without BatchNorm, where it changes
+            nothing), ``"sync"`` (SyncBatchNorm under DDP on GPU; plain in one process) or
             ``"none"``.
         shuffle_splits: sub-batches for single-process ShuffleBN.
         symmetric: also use view2 as query and view1 as key, average the two losses.
@@ -156,6 +157,11 @@ class MoCoTrainer(ContrastiveTrainer):
         self.momentum_network = copy.deepcopy(query)
         for p in self.momentum_network.parameters():
             p.requires_grad_(False)
+        # ShuffleBN only matters for batch statistics: a key encoder without BatchNorm (e.g. a ViT) gives the same keys
+        # from one forward over the whole batch, which is faster than shuffled sub-batches
+        self._key_has_batch_norm = any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.momentum_network.modules()
+        )
         self._momentum_fn = self.maybe_compile(self.momentum_network)
 
         if isinstance(queue_size, MemoryQueue):
@@ -193,7 +199,7 @@ class MoCoTrainer(ContrastiveTrainer):
 
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            if self.shuffle_bn == "shuffle":
+            if self.shuffle_bn == "shuffle" and self._key_has_batch_norm:
                 k = forward_shuffled(self._momentum_fn, x, num_splits=self.shuffle_splits)
             else:
                 k = self._momentum_fn(x)

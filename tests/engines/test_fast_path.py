@@ -1,4 +1,5 @@
-"""Tests for the engines' ``channels_last`` option (part of the fast path measured by scripts/bench_pretrain.py)."""
+"""Tests for the engines' speed options measured by scripts/bench_pretrain.py: ``channels_last``, and MoCo's ShuffleBN
+skipped for a key encoder without BatchNorm."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from monai.utils import set_determinism
 
 from monai_moco.engines import MoCoTrainer, SimCLRTrainer
 from monai_moco.transforms.ssl import BatchedTwoView
+from monai_moco.utils.dist import forward_shuffled
 
 ENGINES = {
     "moco": lambda net, batches, opt, **kw: MoCoTrainer("cpu", 1, batches, net, opt, queue_size=32, momentum=0.9, **kw),
@@ -58,3 +60,20 @@ def test_channels_last_converts_network_and_views_and_trains_the_same(method, fr
     assert losses == pytest.approx(losses_ref, rel=1e-4, abs=1e-5)  # only the memory layout differs
     for a, b in zip(trainer.network.parameters(), reference.network.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_moco_shuffle_bn_only_splits_a_key_encoder_with_batch_norm(batch_norm, tiny_encoder, view_batches):
+    net = tiny_encoder(batch_norm=batch_norm)
+    trainer = ENGINES["moco"](net, view_batches(n_batches=2, batch_size=8), torch.optim.SGD(net.parameters(), lr=0.1),
+                              shuffle_bn="shuffle")  # fmt: skip
+    sizes: list[int] = []
+    trainer.momentum_network.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
+    trainer.run()
+    # with BatchNorm: ShuffleBN in 2 shuffled sub-batches of 4; without: one forward of the 8 keys (same keys)
+    assert sizes == ([4, 4] * 2 if batch_norm else [8] * 2)
+    if not batch_norm:  # why skipping is safe: without BatchNorm the shuffled sub-batch forward gives the same keys
+        x = view_batches(n_batches=1, batch_size=8)[0]["view2"]
+        with torch.no_grad():
+            torch.testing.assert_close(forward_shuffled(trainer.momentum_network, x, num_splits=2),
+                                       trainer.momentum_network(x), rtol=1e-5, atol=1e-6)  # fmt: skip
