@@ -42,7 +42,7 @@ def test_schema_is_valid_draft7_and_accepts_the_example(bundles):
     [
         (lambda m: m.pop("network_data_format"), "network_data_format"),
         (lambda m: m.pop("monai_version"), "monai_version"),
-        (lambda m: m.pop("optional_packages_version"), "optional_packages_version"),
+        (lambda m: m.pop("required_packages_version"), "required_packages_version"),
         (lambda m: m.update(version="first"), "version"),
         (lambda m: m["network_data_format"].pop("outputs"), "outputs"),
         (lambda m: m["network_data_format"]["inputs"]["image"].pop("dtype"), "dtype"),
