@@ -73,6 +73,10 @@ def test_tiny_study_table_plot_and_resume(study, kermany_dir, tmp_path, monkeypa
     monkeypatch.setattr(study, "transfer_run", must_not_run)
     again = study.main(argv)
     assert sorted(json.dumps(r, sort_keys=True) for r in again) == sorted(json.dumps(r, sort_keys=True) for r in records)
+    # a narrower plan reports only its runs, unless --include_finished adds the folder's other finished runs
+    assert {r["mode"] for r in study.main([*argv, "--modes", "linear"])} == {"linear"}
+    assert len(study.main([*argv, "--modes", "linear", "--include_finished"])) == 8
+    assert len(json.loads((out / "results.json").read_text())) == 8
 
 
 @pytest.mark.parametrize(
