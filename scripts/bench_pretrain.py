@@ -286,7 +286,7 @@ def bench_step(
     args: argparse.Namespace,
     lightly: bool,
     peaks: dict[str, float],
-    augment_img_s: float,
+    augment_img_s: float | None,
 ) -> None:
     """Time ours-fp32, ours-fast and lightly-fp32 interleaved on one case and print its two ``step`` lines."""
     batch_size = args.batch_size
@@ -334,7 +334,7 @@ def bench_step(
             "peak_gflop_s": peak / 1e9,
             "mfu": achieved / peak,
             "augment_img_s": augment_img_s,
-            "augment_headroom": augment_img_s / ours,
+            "augment_headroom": None if augment_img_s is None else augment_img_s / ours,
             **machine_info(),
         }
         print_json_line(record)
@@ -497,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **machine_info(),
             }
         )
-    augment = {s: float("nan") for s in args.sizes}
+    augment: dict[int, float | None] = {s: None for s in args.sizes}
     if "augment" not in args.skip:
         augment = bench_augment_sizes(args.sizes, images, args, lightly)
     if "step" not in args.skip:
