@@ -20,12 +20,19 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 from monai.utils import look_up_option
 
-__all__ = ["CodeRunningPayload", "find_free_port", "run_distributed", "save_code_running_checkpoint"]
+__all__ = [
+    "CodeRunningPayload",
+    "find_free_port",
+    "load_module_from_path",
+    "run_distributed",
+    "save_code_running_checkpoint",
+]
 
 
 def find_free_port() -> int:
@@ -145,13 +152,36 @@ def run_distributed(
         return [torch.load(o, weights_only=True) for o in outs]
 
 
-def _worker_main(argv: list[str]) -> None:
-    script, function, rank, world_size, port, out = argv
-    spec = importlib.util.spec_from_file_location("_monai_moco_dist_worker", script)
+def load_module_from_path(path: str | os.PathLike, name: str | None = None) -> ModuleType:
+    """Import a Python file that is not part of an importable package (a script, a test file) as a module.
+
+    Args:
+        path: the ``.py`` file.
+        name: module name to give it; default the file's stem.
+
+    Returns:
+        the executed module.
+
+    Raises:
+        ImportError: when the file cannot be loaded as a module.
+
+    Example::
+
+        make_splits = load_module_from_path("scripts/make_splits.py")
+        make_splits.main(["--help"])
+    """
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {script}")
+        raise ImportError(f"cannot load {str(path)!r} as a Python module (expected a .py file).")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _worker_main(argv: list[str]) -> None:
+    script, function, rank, world_size, port, out = argv
+    module = load_module_from_path(script, "_monai_moco_dist_worker")
     _run_rank(getattr(module, function), int(rank), int(world_size), int(port), out)
 
 

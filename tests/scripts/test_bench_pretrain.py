@@ -7,12 +7,13 @@ checked too.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+
+from monai_moco.utils.testing import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_pretrain.py"
 STEP_KEYS = {"kind", "case", "dtype", "ours_img_s", "lightly_img_s", "ratio", "mfu", "gflops_per_image",
@@ -23,9 +24,7 @@ TINY = ["--quick", "--backbones", "resnet18", "--sizes", "32", "--batch_size", "
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_pretrain", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module_from_path(SCRIPT)
     threads = torch.get_num_threads()
     yield module
     torch.set_num_threads(threads)

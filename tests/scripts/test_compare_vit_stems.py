@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,16 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from monai_moco.utils.testing import load_module_from_path
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_vit_stems.py"
 ARMS = ["patchify_vit_tiny", "convstem_vit_tiny", "convstem_vit_tiny_topk"]
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_vit_stems", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_path(SCRIPT)
 
 
 @pytest.fixture(autouse=True)

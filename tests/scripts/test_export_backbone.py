@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from monai_moco.networks.weights import (
     load_backbone_weights,
     load_checkpoint_file,
 )
-from monai_moco.utils.testing import save_code_running_checkpoint
+from monai_moco.utils.testing import load_module_from_path, save_code_running_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "export_backbone.py"
@@ -40,10 +39,7 @@ CASES = [
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("export_backbone_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_path(SCRIPT, "export_backbone_script")
 
 
 def _batches(n: int = 2, batch: int = 4) -> list[dict[str, torch.Tensor]]:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from monai_moco.data import class_folder_datalist, csv_datalist, datalist_from_splits
+from monai_moco.utils.testing import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_splits.py"
 
 
 @pytest.fixture(scope="module")
 def make_splits():
-    spec = importlib.util.spec_from_file_location("make_splits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_path(SCRIPT)
 
 
 def test_csv_splits_on_kermany(make_splits, kermany_dir: Path, tmp_path: Path, capsys):

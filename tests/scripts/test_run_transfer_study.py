@@ -4,7 +4,6 @@ invocation skips the finished runs."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,16 +13,14 @@ from PIL import Image
 
 from monai_moco.networks.blocks import MoCoV2ProjectionHead
 from monai_moco.networks.nets import ContrastiveEncoder, build_backbone
+from monai_moco.utils.testing import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_transfer_study.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("run_transfer_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_path(SCRIPT)
 
 
 def _moco_checkpoint(path: Path) -> Path:
