@@ -85,3 +85,40 @@ def test_simclr_on_real_radiographs_beats_chance(kermany_images_64, small_cnn):
     mean = {epoch: sum(v) / len(v) for epoch, v in acc.items()}
     assert mean[6] > 5 / 63, mean  # measured about 0.2 (chance 0.016)
     assert mean[6] > mean[1] + 0.05, mean  # rising (epoch 1 about 0.07)
+
+
+def _simclr_ddp_step(rank: int, world_size: int) -> dict:
+    """One SimCLRTrainer step under DDP: this rank trains on its half of a fixed global batch."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_tiny_encoder, make_view_batches
+
+    net = make_tiny_encoder(batch_norm=False, seed=0)  # no BatchNorm: per-rank statistics would differ by design
+    ddp = torch.nn.parallel.DistributedDataParallel(net)
+    full = make_view_batches(n_batches=1, batch_size=8, seed=0)[0]
+    half = {k: v.chunk(world_size)[rank] for k, v in full.items()}
+    trainer = SimCLRTrainer("cpu", 1, [half], ddp, torch.optim.SGD(ddp.parameters(), lr=0.5),
+                            loss_function=NTXentLoss(temperature=0.2))  # fmt: skip
+    trainer.run()
+    return {"loss": trainer.state.output["loss"], "net": [p.detach().clone() for p in net.parameters()]}
+
+
+def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, view_batches):
+    """2 gloo processes with half the batch each: the mean of the rank losses is the 1-process loss on the global
+    batch (negatives gathered with gradient across ranks), and the weights after the step are the same (so the
+    gradients, averaged by DDP, are the global batch's)."""
+    from monai_moco.utils.testing import run_distributed
+
+    r0, r1 = run_distributed(_simclr_ddp_step, world_size=2)
+    net = tiny_encoder(batch_norm=False, seed=0)
+    trainer = SimCLRTrainer("cpu", 1, view_batches(n_batches=1, batch_size=8, seed=0), net,
+                            torch.optim.SGD(net.parameters(), lr=0.5), loss_function=NTXentLoss(temperature=0.2))  # fmt: skip
+    start = [p.detach().clone() for p in net.parameters()]
+    trainer.run()
+    assert any(not torch.allclose(a, b) for a, b in zip(start, net.parameters(), strict=True)), "the step changed nothing"
+    assert math.isclose(0.5 * (r0["loss"] + r1["loss"]), trainer.state.output["loss"], rel_tol=1e-5)
+    for a, b, ref in zip(r0["net"], r1["net"], net.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, ref.detach(), rtol=1e-5, atol=1e-6)
