@@ -28,6 +28,7 @@ from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from monai_moco.losses.utils import contrastive_accuracy, logit_stats
+from monai_moco.utils.benchmark import bf16_native
 
 if TYPE_CHECKING:
     from ignite.engine import Engine, EventEnum
@@ -74,10 +75,7 @@ def default_amp_dtype(device: str | torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.float16
     if device.type == "cpu":
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)() or getattr(
-            torch.cpu, "_is_amx_tile_supported", lambda: False
-        )()
-        if not native:
+        if not bf16_native():
             warnings.warn("this CPU has no native bfloat16 support: bf16 autocast will work but may be slow.", stacklevel=2)
     return torch.bfloat16
 
