@@ -13,7 +13,6 @@ import pytest
 
 pytest.importorskip("monai.deploy.core", reason="needs monai-deploy-app-sdk (pip install -e '.[deploy]')")
 pytest.importorskip("highdicom", reason="needs highdicom (pip install -e '.[deploy]')")
-sys.path.insert(0, str(Path(__file__).parent))
 from deploy_helpers import (  # noqa: E402
     CLASS_NAMES,
     copy_into,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 pytest.importorskip("highdicom", reason="the deploy outputs need highdicom (pip install -e '.[deploy]')")
-sys.path.insert(0, str(Path(__file__).parent))
 from deploy_helpers import (  # noqa: E402
     CLASS_NAMES,
     SIZE,

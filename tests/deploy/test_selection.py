@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("highdicom", reason="the deploy outputs need highdicom (pip install -e '.[deploy]')")
-sys.path.insert(0, str(Path(__file__).parent))
 from deploy_helpers import copy_with, structured_report, truncated  # noqa: E402
 
 from monai_moco.deploy.selection import safe_output_stem, select_chest_radiographs  # noqa: E402
