@@ -133,13 +133,20 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak_flops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_flops(
+    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5, max_seconds: float = 10.0
+) -> float:
     """This machine's achievable matrix-multiply FLOP/s: the median of ``repeats`` timed ``size x size`` matmuls.
+
+    Where one multiplication is slow (bf16 without AMX / AVX-512 BF16 is emulated: about 15x slower than fp32 on an
+    AVX2 CPU), the size is halved (down to 256) until ``repeats`` multiplications fit in ``max_seconds``, so the
+    measurement stays short; such a peak is far below fp32 anyway and tells that the dtype does not pay.
 
     Args:
         dtype: ``torch.float32`` or ``torch.bfloat16`` (oneDNN uses AMX / AVX-512 BF16 where present).
         size: square matrix size (large enough to be compute bound).
         repeats: timed multiplications (after one warm-up).
+        max_seconds: time budget of the timed multiplications, judged from the warm-up.
 
     Returns:
         FLOP/s (``2 * size**3`` per multiplication) with the current ``torch.get_num_threads()``.
@@ -149,9 +156,14 @@ def matmul_peak_flops(dtype: torch.dtype = torch.float32, size: int = 2048, repe
         peak = matmul_peak_flops(torch.bfloat16)
     """
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(dtype)
-    b = torch.randn(size, size, generator=g).to(dtype)
-    torch.mm(a, b)
+    while True:
+        a = torch.randn(size, size, generator=g).to(dtype)
+        b = torch.randn(size, size, generator=g).to(dtype)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if (time.perf_counter() - start) * repeats <= max_seconds or size <= 256:
+            break
+        size //= 2
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -76,3 +76,18 @@ def test_print_json_line_rounds_floats():
     text = buf.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1
     assert json.loads(text) == {"case": "x", "v": 12.35, "l": [0.3333], "d": {"r": 0.6667}, "n": None}
+
+
+def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
+    clock = {"now": 0.0}
+    sizes: list[int] = []
+
+    def fake_mm(a, b):  # a slow (emulated) multiply: 0.5 s at 256, 4 s at 512, 32 s at 1024
+        sizes.append(a.shape[0])
+        clock["now"] += 0.5 * (a.shape[0] / 256) ** 3
+
+    monkeypatch.setattr(torch, "mm", fake_mm)
+    monkeypatch.setattr("monai_moco.utils.benchmark.time.perf_counter", lambda: clock["now"])
+    peak = matmul_peak_flops(torch.float32, size=1024, repeats=3, max_seconds=2.0)
+    assert sizes == [1024, 512, 256, 256, 256, 256]  # warm-ups until 3 x 0.5 s fit in 2 s, then 3 timed
+    assert peak == pytest.approx(2.0 * 256**3 / 0.5)
