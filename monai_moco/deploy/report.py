@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_moco.utils.io import Writer, atomic_write_all
+
 __all__ = ["RESEARCH_DISCLAIMER", "ImageOutputs", "build_classification_sr", "write_outputs_atomically"]
 
 RESEARCH_DISCLAIMER = "Research use only; not for clinical diagnosis."
@@ -137,28 +139,14 @@ def write_outputs_atomically(outputs: ImageOutputs, folder: str | os.PathLike) -
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    plan: list[tuple[Path, Any]] = []
+    plan: list[tuple[Path, Writer]] = []
     if outputs.sr is not None:
         plan.append((_inside(folder, f"{outputs.stem}_sr.dcm"), lambda p: outputs.sr.save_as(p, enforce_file_format=True)))
     if outputs.heatmap_rgb is not None:
         plan.append((_inside(folder, f"{outputs.stem}_heatmap.png"), lambda p: write_rgb_png(p, outputs.heatmap_rgb)))
     text = json.dumps(outputs.result, indent=2, sort_keys=False)
     plan.append((_inside(folder, f"{outputs.stem}.json"), lambda p: Path(p).write_text(text)))
-    temps: list[Path] = []
-    done: list[Path] = []
-    try:
-        for target, write in plan:
-            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}{target.suffix}")
-            temps.append(tmp)
-            write(tmp)
-        for (target, _), tmp in zip(plan, temps, strict=True):
-            os.replace(tmp, target)
-            done.append(target)
-    except BaseException:
-        for path in temps + done:
-            path.unlink(missing_ok=True)
-        raise
-    return done
+    return atomic_write_all(plan)
 
 
 def utc_now() -> str:

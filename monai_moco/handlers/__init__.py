@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from monai_moco.utils.io import write_json_atomic as write_json_atomic  # defined in utils.io; kept for old imports
+
 from .checkpoint_saver import AtomicCheckpointSaver as AtomicCheckpointSaver
 from .classification_report import ClassificationReport as ClassificationReport
-from .classification_report import write_json_atomic as write_json_atomic
 from .heatmap_writer import PatchHeatmapWriter as PatchHeatmapWriter
 from .representation_monitor import PROBES as PROBES
 from .representation_monitor import RepresentationMonitor as RepresentationMonitor

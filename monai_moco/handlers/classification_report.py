@@ -9,10 +9,8 @@ a bootstrap over patients. This handler gathers the logits, labels and patient i
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,35 +20,9 @@ from ignite.engine import Engine, Events
 from monai.utils import CommonKeys
 
 from monai_moco.metrics.classification import classification_metrics_with_ci, logits_to_probabilities
+from monai_moco.utils.io import write_json_atomic
 
-__all__ = ["ClassificationReport", "write_json_atomic"]
-
-
-def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """Write ``obj`` as indented JSON through a temporary file and ``os.replace`` (never a half-written file).
-
-    Args:
-        obj: JSON-serialisable object.
-        path: destination file (its folder is created).
-
-    Example::
-
-        write_json_atomic({"auc": 0.9}, "runs/x/metrics.json")
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+__all__ = ["ClassificationReport"]
 
 
 def _to_numpy(x: Any) -> np.ndarray:

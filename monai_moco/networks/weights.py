@@ -38,6 +38,8 @@ import torch
 from monai.utils import look_up_option
 from torch import nn
 
+from monai_moco.utils.io import atomic_write
+
 __all__ = [
     "CHECKPOINT_FORMATS",
     "UnsafeCheckpointError",
@@ -340,24 +342,6 @@ def to_moco_state_dict(backbone_state_dict: Mapping[str, torch.Tensor], prefix: 
     return {f"{prefix}{k}": v for k, v in backbone_state_dict.items()}
 
 
-def _atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` (or ``safetensors`` for ``.safetensors``) to a temporary file, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import save_file
-
-            save_file({k: v.contiguous() for k, v in obj.items()}, tmp)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def export_backbone(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -426,7 +410,13 @@ def export_backbone(
                 f"{_first(state)}."
             ) from None
         verified = True
-    _atomic_save({"state_dict": to_moco_state_dict(state)} if out_format == "moco" else state, dst)
+    if dst.endswith(".safetensors"):  # a flat state dict (checked above)
+        from safetensors.torch import save_file
+
+        atomic_write(dst, lambda tmp: save_file(state, str(tmp)))
+    else:
+        obj = {"state_dict": to_moco_state_dict(state)} if out_format == "moco" else state
+        atomic_write(dst, lambda tmp: torch.save(obj, tmp))
     return {
         "checkpoint": src,
         "output": dst,
