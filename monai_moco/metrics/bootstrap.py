@@ -199,6 +199,20 @@ def _interval(stats: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _result(value: float, stats: np.ndarray, ci: float, n: int, n_groups: int) -> dict[str, Any]:
+    """The result dict of one metric: point estimate, percentile interval of its ``stats`` and the counts."""
+    low, high = _interval(stats, ci)
+    return {
+        "value": float(value),
+        "ci_low": low,
+        "ci_high": high,
+        "n": int(n),
+        "n_groups": int(n_groups),
+        "n_bootstrap": int(stats.shape[0]),
+        "ci": float(ci),
+    }
+
+
 def _check_args(n_bootstrap: int, ci: float) -> None:
     if int(n_bootstrap) < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}.")
@@ -282,16 +296,7 @@ def bootstrap_ci(
         value = float(metric_fn(y, s))
         stat = _generic_stat(metric_fn, y, s, require_both_classes)
     stats = _resample_stats(stat, y.size, codes, n_units, int(n_bootstrap), seed, max_redraw_rounds)
-    low, high = _interval(stats, ci)
-    return {
-        "value": value,
-        "ci_low": low,
-        "ci_high": high,
-        "n": int(y.size),
-        "n_groups": int(n_units),
-        "n_bootstrap": int(stats.shape[0]),
-        "ci": float(ci),
-    }
+    return _result(value, stats, ci, y.size, n_units)
 
 
 def auc_with_ci(
@@ -375,19 +380,10 @@ def binary_metrics_with_ci(
         return np.stack([weighted_auc(y, s, w)] + [rates[k] for k in BUILTIN_METRICS[1:]], axis=1)
 
     stats = _resample_stats(stat, y.size, codes, n_units, int(n_bootstrap), seed, 100)
-    out: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate(BUILTIN_METRICS):
-        low, high = _interval(stats[:, j] if stats.size else stats, ci)
-        out[name] = {
-            "value": _point_estimate(name, y, s, threshold),
-            "ci_low": low,
-            "ci_high": high,
-            "n": int(y.size),
-            "n_groups": int(n_units),
-            "n_bootstrap": int(stats.shape[0]),
-            "ci": float(ci),
-        }
-    return out
+    return {
+        name: _result(_point_estimate(name, y, s, threshold), stats[:, j] if stats.size else stats, ci, y.size, n_units)
+        for j, name in enumerate(BUILTIN_METRICS)
+    }
 
 
 def per_class_auc_with_ci(
@@ -457,16 +453,9 @@ def per_class_auc_with_ci(
 
     stats = _resample_stats(stat, n, codes, n_units, int(n_bootstrap), seed, 100)
     values = [float(roc_auc_score(y_j, s_j)) for _, y_j, s_j in columns]
-    out: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate([*names, "macro"]):
-        low, high = _interval(stats[:, j] if stats.size else stats, ci)
-        out[name] = {
-            "value": values[j] if j < c else float(np.mean(values)),
-            "ci_low": low,
-            "ci_high": high,
-            "n": int(len(columns[j][0])) if j < c else int(n),
-            "n_groups": int(n_units),
-            "n_bootstrap": int(stats.shape[0]),
-            "ci": float(ci),
-        }
-    return out
+    values.append(float(np.mean(values)))  # macro
+    counts = [len(idx) for idx, _, _ in columns] + [n]  # unmasked items per class; all items for the macro mean
+    return {
+        name: _result(values[j], stats[:, j] if stats.size else stats, ci, counts[j], n_units)
+        for j, name in enumerate([*names, "macro"])
+    }
