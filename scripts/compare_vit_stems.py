@@ -55,7 +55,7 @@ from monai.optimizers import WarmupCosineSchedule
 from monai.utils import look_up_option, set_determinism
 from tqdm.auto import tqdm
 
-from monai_moco.data import class_folder_datalist, csv_datalist, label_fraction_split, make_dataset, unlabeled_datalist
+from monai_moco.data import label_fraction_split, make_dataset, train_test_datalists, unlabeled_datalist
 from monai_moco.engines import MoCoTrainer
 from monai_moco.engines.contrastive import NonFiniteLossError
 from monai_moco.losses import InfoNCELoss
@@ -64,6 +64,7 @@ from monai_moco.networks.blocks import MoCoV2ProjectionHead, TopKPatchHead
 from monai_moco.networks.nets import ContrastiveEncoder, convstem_vit_tiny, patchify_vit_tiny
 from monai_moco.transforms import LoadXRayd
 from monai_moco.transforms.ssl import BatchedTwoView
+from monai_moco.utils.io import write_json_atomic
 
 __all__ = ["ARMS", "build_encoder", "loss_stability", "main", "parse_args", "run_arm"]
 
@@ -145,17 +146,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.image_size % args.patch_size:
         p.error(f"--image_size {args.image_size} must be a multiple of --patch_size {args.patch_size}.")
     return args
-
-
-def _load_split(dataset_dir: Path, split: str) -> list[dict]:
-    """Labelled datalist of a split, with patient ``group`` ids when ``labels.csv`` is present."""
-    manifest = dataset_dir / "labels.csv"
-    if manifest.is_file():
-        return csv_datalist(manifest, split=split, group_column="patient_id")
-    folder = dataset_dir / split
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} not found: --dataset_dir must hold train/ and test/ class folders.")
-    return class_folder_datalist(folder)
 
 
 def _decode(items: list[dict], image_size: int, num_workers: int, desc: str) -> torch.Tensor:
@@ -409,10 +399,7 @@ def plot(records: list[dict], path: Path) -> None:
 
 
 def _write(records: list[dict], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(records, indent=1))
-    os.replace(tmp, out / "results.json")
+    write_json_atomic(records, out / "results.json", indent=1)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
@@ -450,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             r.update(loss_stability(r["curves"]["loss"], cfg["last_n"], math.ceil(cfg["queue_size"] / cfg["batch_size"])))
         _write(records, out)
         return _report(records, out)
-    train_items, test_items = _load_split(dataset_dir, "train"), _load_split(dataset_dir, "test")
+    train_items, test_items, _ = train_test_datalists(dataset_dir)
     pretrain_items = unlabeled_datalist(dataset_dir / "train", max_images=args.max_images, seed=0)
     train_labels = np.array([int(d["label"]) for d in train_items])
     if args.probe_images and args.probe_images < len(train_items):

@@ -21,7 +21,7 @@ from .splits import (
     label_fraction_split,
     stratum_keys,
 )
-from .transfer import transfer_datalists
+from .transfer import train_test_datalists, transfer_datalists
 
 __all__ = [
     "CACHE_MODES",
@@ -39,6 +39,7 @@ __all__ = [
     "medmnist_datalist",
     "probe_datalists",
     "stratum_keys",
+    "train_test_datalists",
     "transfer_datalists",
     "unlabeled_datalist",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 from .datalists import class_folder_datalist, csv_datalist
 from .splits import group_train_val_split, label_fraction_split
 
-__all__ = ["transfer_datalists"]
+__all__ = ["train_test_datalists", "transfer_datalists"]
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -44,9 +44,38 @@ def _subset(datalist: list[dict], max_images: int, seed: int) -> list[dict]:
     return [datalist[i] for i in idx]
 
 
-def _split_lists(
-    dataset_dir: Path, label_columns: str | Sequence[str], group_column: str | None, uncertain: str
+def train_test_datalists(
+    dataset_dir: str | os.PathLike,
+    label_columns: str | Sequence[str] = "label",
+    group_column: str | None = "patient_id",
+    uncertain: str = "ones",
 ) -> tuple[list[dict], list[dict], str]:
+    """Labelled datalists of the official ``train`` and ``test`` splits of a dataset folder, and the layout read.
+
+    Reads ``dataset_dir/labels.csv`` when it has a ``split`` column (the Kermany manifest of ``../shared/data``:
+    ``path, split, label, ..., patient_id``; rows of other splits such as ``val`` are left out), else the class folders
+    ``dataset_dir/train/<CLASS>`` and ``dataset_dir/test/<CLASS>`` (labels = indices of the sorted train class names,
+    the test folder labelled with the same classes; no patient ids).
+
+    Args:
+        dataset_dir: dataset root.
+        label_columns: label column(s) of ``labels.csv``; a list gives multi-label rows (float vectors).
+        group_column: patient-id column of ``labels.csv``, copied to each item's ``group`` (ignored when absent).
+        uncertain: CheXpert ``-1`` policy of :func:`~monai_moco.data.csv_datalist`.
+
+    Returns:
+        ``(train, test, source)``: items ``{"image": path, "label": ..., ["group": patient id]}`` and a description
+        of the layout that was read.
+
+    Raises:
+        FileNotFoundError: when neither layout is found under ``dataset_dir``.
+
+    Example::
+
+        train, test, source = train_test_datalists("data/kermany")
+        len(train), len(test)  # 5216, 624
+    """
+    dataset_dir = Path(dataset_dir)
     manifest = dataset_dir / "labels.csv"
     if manifest.is_file():
         header = _csv_header(manifest)
@@ -60,7 +89,7 @@ def _split_lists(
     missing = [s for s in ("train", "test") if not (dataset_dir / s).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"transfer_datalists: {str(dataset_dir)!r} has neither a labels.csv with a 'split' column nor the class "
+            f"train_test_datalists: {str(dataset_dir)!r} has neither a labels.csv with a 'split' column nor the class "
             f"folders {[str(dataset_dir / s) for s in missing]} (expected train/<CLASS>/*, test/<CLASS>/*)."
         )
     train = class_folder_datalist(dataset_dir / "train")
@@ -81,10 +110,8 @@ def transfer_datalists(
 ) -> dict[str, Any]:
     """Datalists ``train`` (a label fraction), ``val`` (carved from train by patient) and ``test`` (official split).
 
-    Reads ``dataset_dir/labels.csv`` when it has a ``split`` column (the Kermany manifest of ``../shared/data``:
-    ``path, split, label, ..., patient_id``), else the class folders ``dataset_dir/train/<CLASS>`` and
-    ``dataset_dir/test/<CLASS>`` (labels = sorted class names, no patient ids). Rows of the official ``val`` split are
-    ignored.
+    The official splits are read by :func:`train_test_datalists` (``labels.csv`` with a ``split`` column, else
+    ``train/<CLASS>`` and ``test/<CLASS>`` folders); rows of the official ``val`` split are ignored.
 
     Order of operations: (1) with ``max_images > 0`` a seeded stratified subset of ``max_images`` train images and of
     ``max_images`` test images (for quick runs); (2) the validation set, ``val_fraction`` of the train images, grouped
@@ -92,13 +119,13 @@ def transfer_datalists(
     of the remaining train images for ``(seed, draw)``, stratified, grouped and nested across fractions.
 
     Args:
-        dataset_dir: dataset root (see above).
+        dataset_dir: dataset root (see :func:`train_test_datalists`).
         label_fraction: fraction of the labelled training pool to train on, in (0, 1].
         draw: which random draw of that fraction.
         val_fraction: fraction of the train images held out for validation, in (0, 1).
         seed: seed of the subsets (the validation split depends on it only, not on ``draw``).
         max_images: 0 uses everything; a positive number caps train and test to seeded subsets of that size.
-        label_columns: label column(s) of ``labels.csv``; a list gives multi-label rows (float vectors).
+        label_columns: label column(s) of ``labels.csv`` (see :func:`train_test_datalists`).
         group_column: patient-id column of ``labels.csv`` (ignored when absent).
         uncertain: CheXpert ``-1`` policy of :func:`~monai_moco.data.csv_datalist`.
 
@@ -115,8 +142,7 @@ def transfer_datalists(
         lists = transfer_datalists("data/kermany", label_fraction=0.01, draw=1)
         len(lists["train"]), len(lists["val"]), len(lists["test"])  # about 47, 522, 624
     """
-    root = Path(dataset_dir)
-    train, test, source = _split_lists(root, label_columns, group_column, uncertain)
+    train, test, source = train_test_datalists(dataset_dir, label_columns, group_column, uncertain)
     train = _subset(train, int(max_images), seed)
     test = _subset(test, int(max_images), seed)
     pool_idx, val_idx = group_train_val_split(_labels(train), _groups(train), val_fraction=val_fraction, seed=seed)

@@ -1,4 +1,4 @@
-"""Tests for transfer_datalists on the real Kermany manifest and class folders."""
+"""Tests for transfer_datalists and train_test_datalists on the real Kermany manifest and class folders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from monai_moco.data import transfer_datalists
+from monai_moco.data import train_test_datalists, transfer_datalists
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,38 @@ def test_max_images_and_class_folders(kermany_dir, tmp_path):
     assert {x["label"] for x in lists["train"]} == {0, 1}
 
 
-def test_missing_layout_raises(tmp_path):
+@pytest.mark.parametrize("fn", [transfer_datalists, train_test_datalists])
+def test_missing_layout_raises(tmp_path, fn):
     with pytest.raises(FileNotFoundError, match="labels.csv"):
-        transfer_datalists(tmp_path)
+        fn(tmp_path)
+
+
+def test_train_test_datalists_from_the_manifest(kermany_dir):
+    train, test, source = train_test_datalists(str(kermany_dir))
+    assert (len(train), len(test)) == (5216, 624) and "split column" in source
+    assert all("group" in d for d in train + test) and {d["label"] for d in test} == {0, 1}
+    no_groups, _, _ = train_test_datalists(kermany_dir, group_column=None)
+    assert [d["image"] for d in no_groups] == [d["image"] for d in train] and "group" not in no_groups[0]
+
+
+def _class_folders(kermany_dir, root, test_classes):
+    for split, classes in (("train", ("NORMAL", "PNEUMONIA")), ("test", test_classes)):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for src in sorted((kermany_dir / split / cls).glob("*.jpeg"))[:3]:
+                shutil.copy(src, root / split / cls / src.name)
+    return root
+
+
+def test_train_test_datalists_class_folders(kermany_dir, tmp_path):
+    root = _class_folders(kermany_dir, tmp_path / "folders", ("NORMAL", "PNEUMONIA"))
+    train, test, source = train_test_datalists(root)
+    assert len(train) == len(test) == 6 and "class folders" in source and "group" not in test[0]
+    for items in (train, test):  # labels are the indices of the sorted train class names
+        assert {(d["label_name"], d["label"]) for d in items} == {("NORMAL", 0), ("PNEUMONIA", 1)}
+
+
+def test_train_test_datalists_test_folder_lacking_a_train_class_raises(kermany_dir, tmp_path):
+    # the test images must not be relabelled by their own (shorter) class list: PNEUMONIA would become 0
+    with pytest.raises(FileNotFoundError, match="NORMAL"):
+        train_test_datalists(_class_folders(kermany_dir, tmp_path / "folders", ("PNEUMONIA",)))
