@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import gc
 import json
@@ -234,7 +235,7 @@ def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
 
 
 def _write_json(obj: Any, path: Path) -> None:
-    from monai_moco.handlers import write_json_atomic
+    from monai_moco.utils.io import write_json_atomic
 
     write_json_atomic(obj, path)
 
@@ -408,6 +409,11 @@ def write_tables(records: list[dict[str, Any]], output_dir: Path) -> list[dict[s
     return rows
 
 
+def _table_order(record: dict[str, Any]) -> tuple[str, str, float, int]:
+    """Sort key of the records in the tables: strategy, mode, label fraction (largest first), draw."""
+    return record["strategy"], record["mode"], -record["fraction"], record["draw"]
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Run the study (see the module docstring); returns the records.
 
@@ -455,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 args.backbone, args.image_size
             ):
                 records.append(rec)
+    records.sort(key=_table_order)  # kept in table order from here on
     todo = [key for key in plan if key not in done]
     logger.info(f"{len(plan)} runs planned, {len(done)} already finished, {len(todo)} to run")
     sources: dict[str, str] = {"scratch": ""}
@@ -467,18 +474,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for strategy, mode, fraction, draw in todo:
         bar.set_postfix_str(run_name(strategy, mode, fraction, draw))
         rec = transfer_run(strategy, mode, fraction, draw, sources[strategy], args, device)
-        records.append(rec)
+        bisect.insort(records, rec, key=_table_order)
         bar.update(1)
         logger.info(
             f"[{bar.n}/{len(plan)}] {run_name(strategy, mode, fraction, draw)}: test AUC {rec['auc']:.4f} "
             f"[{rec['ci_low']:.4f}, {rec['ci_high']:.4f}] ({rec['n_train']} labelled images, {rec['epochs']} epochs, "
             f"{rec['seconds']:.0f} s)"
         )
-        write_tables(sorted(records, key=lambda r: (r["strategy"], r["mode"], -r["fraction"], r["draw"])), output_dir)
+        write_tables(records, output_dir)  # after every run, so an interrupted study keeps its tables
     bar.close()
-    records.sort(key=lambda r: (r["strategy"], r["mode"], -r["fraction"], r["draw"]))
-    if records:
+    if records and not todo:  # nothing ran: the tables of the finished runs (else the loop has just written them)
         write_tables(records, output_dir)
+    if records:
         print((output_dir / "summary.md").read_text())
     return records
 
