@@ -10,6 +10,7 @@ import torch
 
 from monai_moco.utils.benchmark import (
     count_flops,
+    cpu_model,
     machine_info,
     matmul_peak_flops,
     median,
@@ -68,6 +69,15 @@ def test_matmul_peak_and_machine_info():
     assert matmul_peak_flops(torch.bfloat16, size=256, repeats=2) > 1e8
     info = machine_info()
     assert info["threads"] == torch.get_num_threads() and isinstance(info["bf16_native"], bool)
+    assert info["cpu"] == cpu_model() and info["cpu"].strip()
+
+
+def test_cpu_model_reads_the_model_name(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: avx2\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k))
+    assert cpu_model() == "AMD EPYC 7B13"
 
 
 def test_print_json_line_rounds_floats():
@@ -86,8 +96,12 @@ def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
         sizes.append(a.shape[0])
         clock["now"] += 0.5 * (a.shape[0] / 256) ** 3
 
+    def fake_conv(x, w):  # the same product through oneDNN, 4x faster
+        clock["now"] += 0.125 * (w.shape[0] / 256) ** 3
+
     monkeypatch.setattr(torch, "mm", fake_mm)
+    monkeypatch.setattr(torch.nn.functional, "conv2d", fake_conv)
     monkeypatch.setattr("monai_moco.utils.benchmark.time.perf_counter", lambda: clock["now"])
     peak = matmul_peak_flops(torch.float32, size=1024, repeats=3, max_seconds=2.0)
     assert sizes == [1024, 512, 256, 256, 256, 256]  # warm-ups until 3 x 0.5 s fit in 2 s, then 3 timed
-    assert peak == pytest.approx(2.0 * 256**3 / 0.5)
+    assert peak == pytest.approx(2.0 * 256**3 / 0.125)  # the faster library wins (conv: 3 x 1 s at 512 > 2 s too)
