@@ -153,7 +153,7 @@ def build_ours(
         "network": encoder,
         "optimizer": optimizer,
         "view_transform": BatchedTwoView(spatial_size=size, seed=args.seed),
-        "amp": fast and bf16_native(),
+        "amp": "auto" if fast else False,  # bf16 autocast only where the CPU has native bf16
         "channels_last": fast and not args.no_channels_last,
         "compile": fast and args.compile,
     }

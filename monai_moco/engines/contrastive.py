@@ -22,7 +22,7 @@ import torch
 from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, PrepareBatch, default_metric_cmp_fn
-from monai.utils import IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, look_up_option, min_version, optional_import
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -44,6 +44,8 @@ __all__ = [
     "PrepareTwoViewBatch",
     "TorchRNGState",
     "checkpoint_dict",
+    "AMP_MODES",
+    "amp_pays",
     "default_amp_dtype",
 ]
 
@@ -58,8 +60,34 @@ class NonFiniteLossError(RuntimeError):
     """
 
 
+AMP_MODES = (True, False, "auto")
+
+
+def amp_pays(device: str | torch.device) -> bool:
+    """Whether autocast speeds training up on ``device``: what ``amp="auto"`` resolves to.
+
+    True on CUDA (fp16 with a ``GradScaler``) and on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX,
+    ``monai_moco.utils.benchmark.bf16_native``). False on other CPUs, where bf16 is emulated: a ResNet-18 training
+    step at 128 px ran about 15x slower under bf16 autocast than in fp32 on an AVX2 AMD EPYC.
+
+    Args:
+        device: the training device.
+
+    Returns:
+        True where autocast pays.
+
+    Example::
+
+        amp_pays("cpu")  # True on Sapphire Rapids (AMX), False on an AVX2-only CPU
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bf16_native()
+
+
 def default_amp_dtype(device: str | torch.device) -> torch.dtype:
-    """The autocast dtype used when ``amp=True`` and no ``amp_dtype`` is given.
+    """The autocast dtype used when ``amp`` is on and no ``amp_dtype`` is given.
 
     Args:
         device: the training device.
@@ -72,12 +100,7 @@ def default_amp_dtype(device: str | torch.device) -> torch.dtype:
         default_amp_dtype("cpu")  # torch.bfloat16
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu":
-        if not bf16_native():
-            warnings.warn("this CPU has no native bfloat16 support: bf16 autocast will work but may be slow.", stacklevel=2)
-    return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
 def _to_tensor(x: Any, device: torch.device | None, non_blocking: bool, **kwargs: Any) -> torch.Tensor:
@@ -212,7 +235,9 @@ class ContrastiveTrainer(Trainer):
             when a batch carries only the image (e.g. ``monai_moco.transforms.ssl.BatchedTwoView``). Its random
             generator (``generator_for(device)`` or a ``generator`` attribute) joins ``checkpoint_dict`` so a resumed
             run draws the same views.
-        amp: autocast the forward passes.
+        amp: autocast the forward passes: ``True``, ``False`` or ``"auto"`` (on where it pays, ``amp_pays(device)``:
+            CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times slower than fp32).
+            ``True`` on such a CPU is honoured with a warning.
         amp_dtype: autocast dtype; default ``default_amp_dtype(device)`` (bf16 on CPU, fp16 on CUDA). fp16 on CUDA
             uses a ``torch.amp.GradScaler`` (``self.scaler``, saved by ``checkpoint_dict``).
         channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
@@ -256,7 +281,7 @@ class ContrastiveTrainer(Trainer):
         optimizer: Optimizer,
         loss_function: torch.nn.Module | Callable,
         view_transform: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: torch.dtype | str | None = None,
         channels_last: bool = False,
         compile: bool = False,
@@ -282,6 +307,15 @@ class ContrastiveTrainer(Trainer):
             raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}.")
         if clip_grad_norm is not None and clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive or None, got {clip_grad_norm!r}.")
+        amp = look_up_option(amp, AMP_MODES)
+        if amp == "auto":
+            amp = amp_pays(device)
+        elif amp and torch.device(device).type == "cpu" and not bf16_native():
+            warnings.warn(
+                "amp=True on a CPU without native bfloat16 (no AVX-512 BF16 / AMX): bf16 is emulated here and typically "
+                "many times slower than float32; use amp='auto' (or False) on this machine.",
+                stacklevel=2,
+            )
         if isinstance(amp_dtype, str):
             amp_dtype = getattr(torch, amp_dtype)
         self.amp_dtype: torch.dtype = amp_dtype if amp_dtype is not None else default_amp_dtype(device)

@@ -16,7 +16,7 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
 
-from monai_moco.engines import MoCoTrainer, NonFiniteLossError, SimCLRTrainer, checkpoint_dict
+from monai_moco.engines import MoCoTrainer, NonFiniteLossError, SimCLRTrainer, amp_pays, checkpoint_dict
 from monai_moco.handlers import AtomicCheckpointSaver, contrastive_stats_handlers
 from monai_moco.transforms.ssl.batched import BatchedTwoView
 
@@ -170,6 +170,7 @@ def test_same_seed_gives_identical_runs(method, tiny_encoder):
     _assert_state_equal(runs[0][1], runs[1][1], atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:amp=True on a CPU without native bfloat16")
 @pytest.mark.parametrize("method", ENGINES)
 def test_bf16_autocast_on_cpu(method, tiny_encoder, view_batches):
     net = tiny_encoder()
@@ -183,6 +184,32 @@ def test_bf16_autocast_on_cpu(method, tiny_encoder, view_batches):
     assert dtypes == [torch.bfloat16] * 2  # the forward really ran under autocast
     assert math.isfinite(trainer.state.output["loss"])
     assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+@pytest.mark.parametrize("native, expect_amp", [(True, True), (False, False)])
+@pytest.mark.parametrize("method", ENGINES)
+def test_amp_auto_turns_bf16_on_only_where_the_cpu_has_it(method, native, expect_amp, monkeypatch, tiny_encoder,
+                                                          view_batches):
+    monkeypatch.setattr("monai_moco.engines.contrastive.bf16_native", lambda: native)
+    assert amp_pays("cpu") is native
+    net = tiny_encoder()
+    trainer = ENGINES[method](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                              amp="auto")
+    assert trainer.amp is expect_amp
+    trainer.run()
+    assert math.isfinite(trainer.state.output["loss"])
+
+
+def test_amp_true_on_a_cpu_without_native_bf16_warns(monkeypatch, tiny_encoder, view_batches):
+    monkeypatch.setattr("monai_moco.engines.contrastive.bf16_native", lambda: False)
+    net = tiny_encoder()
+    with pytest.warns(UserWarning, match="amp='auto'"):
+        trainer = ENGINES["simclr"](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                                    amp=True)
+    assert trainer.amp is True  # asked for explicitly: honoured
+    with pytest.raises(ValueError, match="auto"):
+        ENGINES["simclr"](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                          amp="fast")
 
 
 def test_moco_accumulation_equals_one_step_on_the_double_batch(tiny_encoder, view_batches):
