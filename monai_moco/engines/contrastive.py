@@ -1,8 +1,8 @@
 """The shared training step of the contrastive pretraining engines (MoCo-v2, SimCLR).
 
 ``ContrastiveTrainer`` is a ``monai.engines.Trainer`` that owns, once, everything the two methods have in common: two
-views per image (from the batch or made on the device by a batched view transform), mixed precision (bf16 on CPU,
-fp16 + ``GradScaler`` on CUDA), gradient accumulation, gradient clipping, a non-finite guard that stops the run before
+views per image (from the batch or made on the device by a batched view transform), mixed precision (``amp="auto"``:
+fp16 + ``GradScaler`` on CUDA, bf16 on CPUs with native bf16, off where bf16 is emulated), gradient accumulation, gradient clipping, a non-finite guard that stops the run before
 a bad step touches the weights, the MONAI ``IterationEvents`` and a flat dictionary of scalar health statistics in
 ``engine.state.output``. ``MoCoTrainer`` and ``SimCLRTrainer`` only write their forward pass and loss.
 
@@ -67,8 +67,9 @@ def amp_pays(device: str | torch.device) -> bool:
     """Whether autocast speeds training up on ``device``: what ``amp="auto"`` resolves to.
 
     True on CUDA (fp16 with a ``GradScaler``) and on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX,
-    ``monai_moco.utils.benchmark.bf16_native``). False on other CPUs, where bf16 is emulated: a ResNet-18 training
-    step at 128 px ran about 15x slower under bf16 autocast than in fp32 on an AVX2 AMD EPYC.
+    ``monai_moco.utils.benchmark.bf16_native``). False elsewhere: on CPUs where bf16 is emulated (a ResNet-18
+    training step at 128 px ran about 15x slower under bf16 autocast than in fp32 on an AVX2 AMD EPYC) and on device
+    types other than CUDA and CPU, whose autocast this package does not measure.
 
     Args:
         device: the training device.
@@ -235,7 +236,7 @@ class ContrastiveTrainer(Trainer):
             when a batch carries only the image (e.g. ``monai_moco.transforms.ssl.BatchedTwoView``). Its random
             generator (``generator_for(device)`` or a ``generator`` attribute) joins ``checkpoint_dict`` so a resumed
             run draws the same views.
-        amp: autocast the forward passes: ``True``, ``False`` or ``"auto"`` (on where it pays, ``amp_pays(device)``:
+        amp: autocast the forward passes: ``True``, ``False`` (default) or ``"auto"`` (on where it pays, ``amp_pays(device)``:
             CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times slower than fp32).
             ``True`` on such a CPU is honoured with a warning.
         amp_dtype: autocast dtype; default ``default_amp_dtype(device)`` (bf16 on CPU, fp16 on CUDA). fp16 on CUDA
@@ -243,7 +244,7 @@ class ContrastiveTrainer(Trainer):
         channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
             views to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster,
             especially under bf16/fp16 autocast (measured by ``scripts/bench_pretrain.py``: ResNet-18, 128 px, bf16 on
-            CPU about 1.4x faster than NCHW). Token-only networks (ViTs) are unaffected apart from their conv stem.
+            CPU about 1.4x faster than NCHW on Sapphire Rapids; in fp32 on an AVX2 AMD EPYC about 1.1x). Token-only networks (ViTs) are unaffected apart from their conv stem.
         compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled).
         compile_kwargs: arguments of ``torch.compile``.
         clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still
@@ -269,7 +270,7 @@ class ContrastiveTrainer(Trainer):
         to_kwargs: extra ``Tensor.to`` arguments for ``prepare_batch``.
 
     Raises:
-        ValueError: for ``accumulation_steps < 1`` or ``clip_grad_norm <= 0``.
+        ValueError: for ``accumulation_steps < 1``, ``clip_grad_norm <= 0`` or an ``amp`` not in ``AMP_MODES``.
     """
 
     def __init__(

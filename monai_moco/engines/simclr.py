@@ -41,7 +41,7 @@ class SimCLRTrainer(ContrastiveTrainer):
         loss_function: NT-Xent with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``; default
             ``NTXentLoss(temperature=0.1)``.
         kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
-            clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
+            compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
             postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
             event_to_attr, decollate, optim_set_to_none, to_kwargs).
 
@@ -54,6 +54,7 @@ class SimCLRTrainer(ContrastiveTrainer):
         from monai_moco.losses import NTXentLoss
         from monai_moco.networks.blocks.projection_head import SimCLRProjectionHead
         from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder
+        from monai_moco.transforms.ssl import BatchedTwoView
 
         net = ContrastiveEncoder(backbone, SimCLRProjectionHead(512, 512, 128))
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-6)

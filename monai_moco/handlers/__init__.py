@@ -1,4 +1,5 @@
-"""Ignite handlers: representation monitor, heat-map writer, non-finite-loss guard.
+"""Ignite handlers: atomic checkpoint saver, representation (kNN) monitor, patch heat-map writer, classification report,
+contrastive stats (the non-finite-loss guard is in the engines: ``monai_moco.engines.NonFiniteLossError``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Contrastive losses: InfoNCELoss (MoCo) and NTXentLoss (SimCLR).
+"""Contrastive losses: InfoNCELoss (MoCo) and NTXentLoss (SimCLR), and MoCo's MemoryQueue of negatives.
 """
 
 from __future__ import annotations
