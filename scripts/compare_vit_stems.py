@@ -37,7 +37,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -64,7 +63,7 @@ from monai_moco.networks.blocks import MoCoV2ProjectionHead, TopKPatchHead
 from monai_moco.networks.nets import ContrastiveEncoder, convstem_vit_tiny, patchify_vit_tiny
 from monai_moco.transforms import LoadXRayd
 from monai_moco.transforms.ssl import BatchedTwoView
-from monai_moco.utils.io import write_json_atomic
+from monai_moco.utils.io import atomic_write, atomic_write_all, csv_writer, json_writer
 
 __all__ = ["ARMS", "build_encoder", "loss_stability", "main", "parse_args", "run_arm"]
 
@@ -399,11 +398,9 @@ def plot(records: list[dict], path: Path) -> None:
 
 
 def _write(records: list[dict], out: Path) -> None:
-    write_json_atomic(records, out / "results.json", indent=1)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
+    """results.csv and results.json, together (the JSON last: ``--resume`` reads it)."""
+    atomic_write_all([(out / "results.csv", csv_writer(CSV_FIELDS, records)),
+                      (out / "results.json", json_writer(records, indent=1))])
 
 
 def _resumable(path: Path, args: argparse.Namespace, steps: int) -> dict[tuple[str, int], dict]:
@@ -482,7 +479,7 @@ def _report(records: list[dict], out: Path) -> list[dict]:
     plot(records, out / "compare_vit_stems.png")
     table = markdown_table(records)
     print(table)
-    (out / "results.md").write_text(table + "\n")
+    atomic_write(out / "results.md", lambda p: p.write_text(table + "\n"))
     return records
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import csv
 import gc
 import json
 import logging
@@ -381,25 +380,23 @@ def write_tables(records: list[dict[str, Any]], output_dir: Path) -> list[dict[s
     Returns:
         rows of :func:`monai_moco.visualize.summarize_transfer_results`.
     """
+    from monai_moco.utils.io import atomic_write_all, csv_writer, json_writer
     from monai_moco.visualize import plot_label_fraction_curves, summarize_transfer_results
 
-    _write_json(records, output_dir / "results.json")
-    with open(output_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
     rows = summarize_transfer_results(records)
-    with open(output_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     lines = ["| mode | strategy | labels | draws | test AUC mean ± sd | min-max | mean 95 % CI |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['mode']} | {r['strategy']} | {100 * r['fraction']:g} % | {r['n_draws']} | "
             f"{r['mean']:.3f} ± {r['std']:.3f} | {r['min']:.3f}-{r['max']:.3f} | [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |"
         )
-    (output_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    markdown = "\n".join(lines) + "\n"
+    atomic_write_all([  # the four tables of one set of records, all or nothing
+        (output_dir / "results.csv", csv_writer(CSV_FIELDS, records)),
+        (output_dir / "summary.csv", csv_writer(list(rows[0]), rows)),
+        (output_dir / "summary.md", lambda p: p.write_text(markdown)),
+        (output_dir / "results.json", json_writer(records)),
+    ])
     first = records[0]
     plot_label_fraction_curves(
         records,

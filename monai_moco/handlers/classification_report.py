@@ -8,9 +8,7 @@ a bootstrap over patients. This handler gathers the logits, labels and patient i
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +18,7 @@ from ignite.engine import Engine, Events
 from monai.utils import CommonKeys
 
 from monai_moco.metrics.classification import classification_metrics_with_ci, logits_to_probabilities
-from monai_moco.utils.io import write_json_atomic
+from monai_moco.utils.io import Writer, atomic_write_all, csv_writer, json_writer
 
 __all__ = ["ClassificationReport"]
 
@@ -38,7 +36,7 @@ class ClassificationReport:
     handler reads the batched logits ``engine.state.output["pred"]`` and ``engine.state.batch``).
 
     Args:
-        output_file: the metrics JSON to write (atomically) when the run completes.
+        output_file: the metrics JSON to write when the run completes (atomically, together with ``predictions_file``).
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         class_names: names of the classes / findings.
         threshold: decision threshold on the positive-class probability (binary).
@@ -133,7 +131,7 @@ class ClassificationReport:
         self._files.extend(list(names) if isinstance(names, (list, tuple)) and len(names) == n else [""] * n)
 
     def __call__(self, engine: Engine) -> None:
-        """Compute the metrics and write the JSON (and CSV) files.
+        """Compute the metrics and write the JSON (and CSV) files, all or nothing (``utils.io.atomic_write_all``).
 
         Args:
             engine: the evaluator that completed.
@@ -154,18 +152,19 @@ class ClassificationReport:
         report["resampled"] = "patients" if groups is not None else "images"
         report.update(self.extra)
         self.report = report
-        write_json_atomic(report, self.output_file)
+        plan: list[tuple[str, Writer]] = []
+        if self.predictions_file:
+            names = report["class_names"][-probs.shape[1]:] if probs.shape[1] > 1 else report["class_names"][-1:]
+            header = ["file", "group", "label", *[f"p_{c}" for c in names]]
+            rows = (
+                [self._files[i], groups[i] if groups else "", label.tolist(), *probs[i].round(6).tolist()]
+                for i, label in enumerate(labels)
+            )
+            plan.append((self.predictions_file, csv_writer(header, rows)))
+        plan.append((self.output_file, json_writer(report)))  # last: the metrics JSON is what readers look for
+        atomic_write_all(plan)
         auc = report["auc"]
         self.logger.info(
             f"test AUC {auc['value']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}] on {report['n']} images "
             f"({report['n_groups']} {report['resampled']}) -> {self.output_file}"
         )
-        if self.predictions_file:
-            names = report["class_names"][-probs.shape[1]:] if probs.shape[1] > 1 else report["class_names"][-1:]
-            os.makedirs(os.path.dirname(os.path.abspath(self.predictions_file)), exist_ok=True)
-            with open(self.predictions_file, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["file", "group", "label", *[f"p_{c}" for c in names]])
-                for i in range(len(labels)):
-                    label = labels[i].tolist() if labels.ndim > 1 else labels[i].item()
-                    writer.writerow([self._files[i], groups[i] if groups else "", label, *probs[i].round(6).tolist()])

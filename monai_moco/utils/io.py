@@ -8,14 +8,16 @@ machine (the file system may then still lose the newest data, never leave a trun
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FILE_MODE", "Writer", "atomic_write", "atomic_write_all", "write_json_atomic"]
+__all__ = ["FILE_MODE", "Writer", "atomic_write", "atomic_write_all", "csv_writer", "json_writer", "write_json_atomic"]
 
 #: Permission bits of every file written here (``rw-r--r--``; ``tempfile.mkstemp`` alone would give ``0600``).
 FILE_MODE = 0o644
@@ -92,8 +94,60 @@ def atomic_write(path: str | os.PathLike, write: Writer) -> Path:
     return atomic_write_all([(path, write)])[0]
 
 
+def json_writer(obj: Any, indent: int = 2) -> Writer:
+    """A :data:`Writer` of ``obj`` as indented JSON with a final newline, for :func:`atomic_write_all` groups.
+
+    The text is serialised now, before any file is touched, so an object that is not JSON-serialisable leaves nothing
+    behind.
+
+    Args:
+        obj: JSON-serialisable object.
+        indent: JSON indentation.
+
+    Returns:
+        ``write(tmp_path)`` writing the text.
+
+    Raises:
+        TypeError: when ``obj`` is not JSON-serialisable.
+
+    Example::
+
+        atomic_write_all([("out/results.csv", csv_writer(fields, records)), ("out/results.json", json_writer(records))])
+    """
+    text = json.dumps(obj, indent=indent) + "\n"
+    return lambda p: Path(p).write_text(text)
+
+
+def csv_writer(header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Writer:
+    """A :data:`Writer` of a CSV table, for :func:`atomic_write` / :func:`atomic_write_all`.
+
+    The text is rendered now, before any file is touched, in the ``csv`` module's default dialect (``\\r\\n`` line
+    ends) and written without newline translation, byte for byte what ``csv.writer`` on ``open(path, "w",
+    newline="")`` writes. A mapping row is written in ``header`` order, keys not in the header
+    ignored and missing ones empty (``csv.DictWriter(f, header, extrasaction="ignore")``).
+
+    Args:
+        header: the column names (the first line).
+        rows: one sequence of values (in ``header`` order) or one mapping per line.
+
+    Returns:
+        ``write(tmp_path)`` writing the table.
+
+    Example::
+
+        atomic_write("runs/x/predictions.csv", csv_writer(["file", "p_pneumonia"], [["a.png", 0.93], ["b.png", 0.12]]))
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(k, "") for k in header] if isinstance(row, Mapping) else row)
+    text = buffer.getvalue()
+    return lambda p: Path(p).write_text(text, newline="")
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike, indent: int = 2) -> Path:
-    """Write ``obj`` as indented JSON with a final newline, atomically (:func:`atomic_write`).
+    """Write ``obj`` as indented JSON with a final newline, atomically (:func:`atomic_write` of :func:`json_writer`).
 
     The text is serialised before any file is touched, so an object that is not JSON-serialisable leaves nothing
     behind either.
@@ -113,5 +167,4 @@ def write_json_atomic(obj: Any, path: str | os.PathLike, indent: int = 2) -> Pat
 
         write_json_atomic({"auc": 0.9}, "runs/x/metrics.json")
     """
-    text = json.dumps(obj, indent=indent) + "\n"
-    return atomic_write(path, lambda p: p.write_text(text))
+    return atomic_write(path, json_writer(obj, indent))

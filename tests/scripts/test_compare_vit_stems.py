@@ -92,3 +92,18 @@ def test_loss_stability_counts_spikes_after_the_queue_fills(compare):
     residual = spiky[-20:] - np.polyval(np.polyfit(steps, spiky[-20:], 1), steps)
     assert stats["loss_last_std"] == pytest.approx(residual.std()) and stats["loss_last_std"] < 0.03  # trend removed
     assert compare.loss_stability([1.0, 2.0], last_n=50, skip=0)["loss_last_mean"] == 2.0  # window capped at N / 4
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_write_results_json_and_csv_together(compare, tmp_path: Path, old: bool):
+    records = [{"arm": arm, "seed": 0, "linear_auc": 0.5 + 0.1 * i, "curves": {"loss": [1.0, 0.5]}, "note": "a,b"}
+               for i, arm in enumerate(ARMS)]
+    if old:
+        (tmp_path / "results.json").write_text("[]\n")
+        (tmp_path / "results.csv").write_text("stale\n")
+    compare._write(records, tmp_path)
+    assert (tmp_path / "results.json").read_text() == json.dumps(records, indent=1) + "\n"
+    text = (tmp_path / "results.csv").read_bytes().decode()
+    assert text.startswith(",".join(compare.CSV_FIELDS) + "\r\n") and text.count("\r\n") == 1 + len(ARMS)
+    assert text.splitlines()[1] == "patchify_vit_tiny,0" + "," * 11 + "0.5" + "," * 8  # the csv module's layout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json"]

@@ -4,6 +4,7 @@ invocation skips the finished runs."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -101,3 +102,31 @@ def test_args_defaults_and_imagenet_needs_a_file(study):
         study.parse_args(["--strategies", "imagenet"])
     with pytest.raises(SystemExit):
         study.parse_args(["--fractions", "0.5", "150"])
+
+
+def _csv_reference(fieldnames: list[str], rows: list[dict], extrasaction: str = "raise") -> bytes:
+    """The bytes the tables had when write_tables wrote them with csv.DictWriter on a newline="" file."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction=extrasaction)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def test_write_tables_bytes_and_no_temporary(study, tmp_path):
+    records = [
+        {"strategy": s, "mode": "linear", "fraction": f, "fraction_pct": 100 * f, "draw": d, "auc": 0.6 + 0.1 * d,
+         "ci_low": 0.5, "ci_high": 0.9, "n_train": int(100 * f), "backbone": "resnet18", "image_size": 32,
+         "pretrained": "", "extra": [1, 2]}
+        for s in ("scratch", "moco") for f in (1.0, 0.1) for d in (0, 1)
+    ]  # fmt: skip
+    (tmp_path / "summary.md").write_text("an old table\n")
+    rows = study.write_tables(records, tmp_path)
+    assert (tmp_path / "results.json").read_text() == json.dumps(records, indent=2) + "\n"
+    assert (tmp_path / "results.csv").read_bytes() == _csv_reference(list(study.CSV_FIELDS), records, "ignore")
+    assert (tmp_path / "summary.csv").read_bytes() == _csv_reference(list(rows[0]), rows)
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("| mode | strategy |") and md.endswith("|\n") and len(md.splitlines()) == 2 + len(rows) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "auc_vs_label_fraction.png", "results.csv", "results.json", "summary.csv", "summary.md",
+    ]  # fmt: skip

@@ -1,8 +1,9 @@
 """Tests for monai_moco.utils.io: atomic replacement, a failing writer leaves the old file and no temporary, parent
-folders are created, the all-or-nothing group write and the JSON writer."""
+folders are created, the all-or-nothing group write and the JSON and CSV writers."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_moco.utils.io import FILE_MODE, atomic_write, atomic_write_all, write_json_atomic
+from monai_moco.utils.io import FILE_MODE, atomic_write, atomic_write_all, csv_writer, json_writer, write_json_atomic
 
 
 def _write_text(text: str):
@@ -130,3 +131,25 @@ def test_write_json_atomic_unserialisable_keeps_the_old_file(tmp_path: Path):
     with pytest.raises(TypeError):
         write_json_atomic({"bad": object()}, target)
     assert _names(tmp_path) == ["m.json"] and json.loads(target.read_text()) == {"old": True}
+
+
+def test_json_writer_in_a_group_matches_write_json_atomic(tmp_path: Path):
+    obj = [{"auc": 0.9, "name": "ä"}]
+    atomic_write_all([(tmp_path / "a.json", json_writer(obj, indent=1))])
+    assert (tmp_path / "a.json").read_bytes() == write_json_atomic(obj, tmp_path / "b.json", indent=1).read_bytes()
+
+
+ROWS = [{"file": "a,1.png", "auc": 0.5, "extra": 1}, {"file": 'say "x"', "auc": None}, {"auc": 1e-7, "file": "c\nd"}]
+
+
+@pytest.mark.parametrize("as_mappings", [True, False])
+def test_csv_writer_bytes_match_the_csv_module(tmp_path: Path, as_mappings: bool):
+    header = ["file", "auc", "missing"]
+    with open(tmp_path / "reference.csv", "w", newline="") as f:  # what the writers did before utils.io
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(ROWS)
+    rows = ROWS if as_mappings else [[r.get(k, "") for k in header] for r in ROWS]
+    atomic_write(tmp_path / "out.csv", csv_writer(header, iter(rows)))
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "reference.csv").read_bytes()
+    assert b"\r\n" in (tmp_path / "out.csv").read_bytes() and _names(tmp_path) == ["out.csv", "reference.csv"]
