@@ -21,6 +21,7 @@ from ignite.engine import Engine, Events
 from monai.networks.utils import eval_mode
 from torch import nn
 
+from monai_moco.utils.dist import device_of
 from monai_moco.visualize.heatmap import heatmap_overlay, write_rgb_png
 
 __all__ = ["PatchHeatmapWriter"]
@@ -126,8 +127,7 @@ class PatchHeatmapWriter:
                 "(a ContrastiveEncoder with a ConvStemViT backbone and a TopKPatchHead)."
             )
         grid = tuple(int(g) for g in grid_fn((h, w)))
-        params = next(network.parameters(), None)
-        device = params.device if params is not None else torch.device("cpu")
+        device = device_of(network)
         indices: torch.Tensor | None = None
         with eval_mode(network):
             x = self.images.to(device)

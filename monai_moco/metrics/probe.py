@@ -26,6 +26,8 @@ import torch
 from monai.networks.utils import eval_mode
 from torch import nn
 
+from monai_moco.utils.dist import device_of
+
 __all__ = ["extract_features", "image_label_batch", "labels_1d", "logistic_probe"]
 
 
@@ -86,13 +88,6 @@ def labels_1d(labels: Any) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _device_of(network: nn.Module) -> torch.device:
-    param = next(network.parameters(), None)
-    if param is None:
-        param = next(network.buffers(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def extract_features(
     network: nn.Module,
     loader: Iterable,
@@ -110,7 +105,7 @@ def extract_features(
     Args:
         network: the model to embed with.
         loader: labelled batches (dicts with ``"image"``/``"label"`` or ``(image, label)`` pairs by default).
-        device: where to run; default the device of the network's first parameter (CPU without parameters).
+        device: where to run; default :func:`~monai_moco.utils.device_of` (first parameter, else buffer, else CPU).
         feature_fn: optional ``feature_fn(network, images) -> B x F``.
         prepare_batch: ``prepare_batch(batch) -> (images, labels)``.
         progress: show a tqdm progress bar.
@@ -125,7 +120,7 @@ def extract_features(
 
         feats, labels = extract_features(encoder, DataLoader(test_items, batch_size=128))
     """
-    device = torch.device(device) if device is not None else _device_of(network)
+    device = torch.device(device) if device is not None else device_of(network)
     batches: Iterable = loader
     if progress:
         from tqdm.auto import tqdm

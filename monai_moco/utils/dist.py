@@ -7,6 +7,7 @@
   section 3.3; code follows facebookresearch/moco ``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp``);
 * the momentum (EMA) encoder update :func:`update_momentum` and the BYOL-style :func:`cosine_schedule`
   (Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020).
+* :func:`device_of`, the device a module runs on (where to move its inputs).
 
 Every helper works in one process (no ``torch.distributed`` initialised) and under DDP. All gathers assume the same
 batch size on every rank (as DDP with ``drop_last=True`` gives).
@@ -32,6 +33,7 @@ __all__ = [
     "forward_shuffled",
     "update_momentum",
     "cosine_schedule",
+    "device_of",
 ]
 
 
@@ -297,3 +299,25 @@ def cosine_schedule(step: int, max_steps: int, start_value: float, end_value: fl
         raise ValueError(f"cosine_schedule: max_steps must be >= 1, got {max_steps}.")
     progress = min(step, max_steps) / max_steps
     return end_value - (end_value - start_value) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter, else of its first buffer, else the CPU.
+
+    Where to move a batch before calling a module that is not driven by an engine (feature extraction, heat-maps);
+    assumes the module sits on one device.
+
+    Args:
+        module: the network.
+
+    Returns:
+        its device; ``cpu`` for a module with neither parameters nor buffers.
+
+    Example::
+
+        images = images.to(device_of(encoder))
+    """
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

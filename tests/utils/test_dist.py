@@ -1,4 +1,4 @@
-"""Tests for monai_moco.utils.dist: gathers, ShuffleBN helpers, momentum update and the cosine schedule.
+"""Tests for monai_moco.utils.dist: gathers, ShuffleBN helpers, momentum update, the cosine schedule, device_of.
 
 The 2-process tests run real gloo process groups through ``monai_moco.utils.testing.run_distributed``.
 """
@@ -18,6 +18,7 @@ from monai_moco.utils.dist import (
     concat_all_gather,
     concat_all_gather_with_grad,
     cosine_schedule,
+    device_of,
     forward_shuffled,
     get_rank,
     get_world_size,
@@ -172,3 +173,26 @@ def test_two_process_gather_shuffle_and_grad():
     for rank, r in enumerate(res):
         expected = 2.0 * (torch.arange(2.0) + 2 * rank)[:, None].expand(2, 3)
         torch.testing.assert_close(r["z_grad"], expected)
+
+
+class _BuffersOnly(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "make, first",
+    [
+        (lambda: nn.Linear(2, 3), lambda m: m.weight),  # parameters
+        (lambda: nn.BatchNorm1d(3, affine=False), lambda m: m.running_mean),  # buffers only
+        (_BuffersOnly, lambda m: m.mean),
+        (nn.Identity, None),  # neither: the CPU
+        (lambda: nn.Sequential(nn.ReLU(), nn.Flatten()), None),
+    ],
+)
+def test_device_of(make, first):
+    module = make()
+    assert device_of(module) == torch.device("cpu")
+    if first is not None:  # the device is read from the tensor, not assumed: a meta-device module reports "meta"
+        assert device_of(module.to("meta")) == first(module).device == torch.device("meta")
