@@ -9,7 +9,9 @@ examples (``examples/pytorch/moco.py``, ``simclr.py``): lightly's ``MoCoProjecti
 ``NTXentLoss`` (with a memory bank for MoCo), ``update_momentum`` and ``deactivate_requires_grad``, in fp32, with the
 same backbone (``monai_moco.networks.nets.build_backbone``), batch, image size, optimizer and augmentation
 (``--lightly_augment same``: the views come from the same ``BatchedTwoView``, so the ratio measures the step itself;
-``transform``: lightly's ``MoCoV2Transform`` on PIL images in the loop instead).
+``transform``: lightly's ``MoCoV2Transform`` on PIL images in the loop instead). lightly's SimCLR loop forwards each
+view on its own, so ours does too by default (``--simclr_views separate``: ``SimCLRTrainer(joint_forward=False)``, each
+BatchNorm normalises one view's batch in both); ``--simclr_views joint`` times the engine's default single ``2N`` batch.
 
 Every case times its runners interleaved (each repeat runs ours-fp32, ours-fast and lightly once, in rotating order)
 on real Kermany radiographs; a line reports medians over repeats and the median of the per-repeat (paired) ratios,
@@ -163,7 +165,11 @@ def build_ours(
             loss_function=InfoNCELoss(temperature=TEMPERATURE["moco"]), queue_size=QUEUE_SIZE, momentum=MOMENTUM, **common
         )
     else:
-        trainer = SimCLRTrainer(loss_function=NTXentLoss(temperature=TEMPERATURE["simclr"]), **common)
+        trainer = SimCLRTrainer(
+            loss_function=NTXentLoss(temperature=TEMPERATURE["simclr"]),
+            joint_forward=args.simclr_views == "joint",
+            **common,
+        )
 
     def run() -> int:
         trainer.run()  # a finished run restarts from iteration 0: one call = one epoch = ``steps`` iterations
@@ -327,6 +333,7 @@ def bench_step(
             "steps_per_repeat": steps,
             "repeats": args.repeats,
             "lightly_augment": args.lightly_augment if lightly else None,
+            "simclr_views": args.simclr_views if method == "simclr" else None,
             "channels_last": label == "fast" and not args.no_channels_last,
             "compile": label == "fast" and args.compile,
             "gflops_per_image": flops_per_image / 1e9,
@@ -448,6 +455,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile in our fast path")
     parser.add_argument("--no_channels_last", action="store_true", help="keep NCHW in our fast path")
     parser.add_argument("--lightly_augment", choices=("same", "transform"), default="same")
+    parser.add_argument(
+        "--simclr_views",
+        choices=("separate", "joint"),
+        default="separate",
+        help="SimCLRTrainer(joint_forward=...): 'separate' forwards each view on its own, as lightly's reference loop "
+        "does (so both normalise BatchNorm per view: the same algorithm); 'joint' is the engine's default 2N batch",
+    )
     parser.add_argument("--accuracy_steps", type=int, default=100, help="0 skips the short accuracy runs")
     parser.add_argument("--accuracy_backbone", default="resnet18")
     parser.add_argument("--accuracy_size", type=int, default=64)

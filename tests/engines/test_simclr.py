@@ -31,6 +31,31 @@ def test_step_matches_nt_xent_and_updates_every_parameter(tiny_encoder, view_bat
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_joint_and_separate_view_forwards(batch_norm, tiny_encoder, view_batches):
+    """Without BatchNorm the joint 2N forward and the two N forwards are the same step; with it each view's batch is
+    normalised on its own, which is what a separate forward of that view computes."""
+    batch = view_batches(n_batches=1)[0]
+    runs = {}
+    for joint in (True, False):
+        torch.manual_seed(0)
+        net = tiny_encoder(batch_norm=batch_norm)
+        trainer = SimCLRTrainer("cpu", 1, [batch], net, torch.optim.SGD(net.parameters(), lr=0.1), joint_forward=joint)
+        trainer.run()
+        runs[joint] = (trainer.state.output["loss"], [p.detach().clone() for p in net.parameters()])
+    torch.manual_seed(0)
+    reference = tiny_encoder(batch_norm=batch_norm).train()
+    separate = float(NTXentLoss(temperature=0.1)(reference(batch["view1"]), reference(batch["view2"])))
+    z1, z2 = reference(torch.cat([batch["view1"], batch["view2"]])).chunk(2)
+    joint = float(NTXentLoss(temperature=0.1)(z1, z2))
+    assert runs[False][0] == pytest.approx(separate, rel=1e-5)
+    assert runs[True][0] == pytest.approx(joint, rel=1e-5)
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(runs[True][1], runs[False][1], strict=True))
+    assert same is (not batch_norm)
+    if batch_norm:
+        assert separate != pytest.approx(joint, rel=1e-4)
+
+
 def test_warmup_cosine_schedule_per_iteration(tiny_encoder, view_batches):
     net = tiny_encoder()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
