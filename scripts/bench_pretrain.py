@@ -36,6 +36,7 @@ Example::
     nohup .venv/bin/python scripts/bench_pretrain.py > runs/bench_pretrain.jsonl 2> runs/bench_pretrain.err &
     .venv/bin/python scripts/bench_pretrain.py --methods simclr --backbones resnet18 --sizes 128 --repeats 7
     .venv/bin/python scripts/bench_pretrain.py --table runs/bench_pretrain.jsonl  # the README tables
+    .venv/bin/python scripts/bench_pretrain.py --table runs/bench_pretrain.jsonl --plot runs/bench_pretrain.png
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from monai_moco.utils.benchmark import (  # noqa: E402
     print_json_line,
     time_interleaved,
 )
+from monai_moco.utils.io import atomic_write  # noqa: E402
 
 METHODS = ("moco", "simclr")
 BACKBONES = ("resnet18", "resnet50", "convstem_vit_tiny", "convstem_vit_small")
@@ -440,6 +442,56 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Bar chart of the ``step`` lines' ratios to lightly's fp32 (ours fp32 and our fast path per case), with the
+    speed targets (1x for fp32, 2x for the fast path) drawn as lines; written atomically.
+
+    Args:
+        lines: parsed JSON lines (other kinds are ignored; a later line of a case replaces an earlier one).
+        path: the image file (``.png``; any matplotlib format by extension).
+        title: the figure title (e.g. the machine).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: when ``lines`` hold no ``step`` line with a ratio (an ``--ours_only`` run).
+
+    Example::
+
+        plot_ratios([json.loads(x) for x in open("runs/bench_pretrain.jsonl")], "docs/figures/bench_pretrain.png")
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    by_case: dict[str, dict[str, float]] = {}
+    for d in lines:
+        if d.get("kind") == "step" and d.get("ratio") is not None:
+            by_case.setdefault(d["case"], {})[d["path"]] = float(d["ratio"])
+    if not by_case:
+        raise ValueError("plot_ratios: no 'step' line with a lightly ratio (was the run --ours_only?).")
+    cases = list(by_case)
+    fig = Figure(figsize=(7.5, 0.32 * len(cases) + 1.6), dpi=120)
+    ax = fig.add_subplot()
+    height = 0.38
+    for offset, (path_name, label, color) in enumerate(
+        (("float32", "ours fp32", "#4c72b0"), ("fast", "ours fast path", "#dd8452"))
+    ):
+        ys = [i + (offset - 0.5) * height for i in range(len(cases))]
+        ax.barh(ys, [by_case[c].get(path_name, 0.0) for c in cases], height=height, label=label, color=color)
+    ax.axvline(1.0, color="black", lw=1, ls="--", label="1x (fp32 target)")
+    ax.axvline(2.0, color="grey", lw=1, ls=":", label="2x (fast-path target)")
+    ax.set_yticks(range(len(cases)), cases, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("training-step throughput / lightly's fp32 reference (median of paired repeats)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", type=Path, default=Path("../shared/data/kermany_pneumonia_224"))
@@ -469,6 +521,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ours_only", action="store_true", help="run without lightly (lightly columns null)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", nargs="+", type=Path, help="print the Markdown tables of saved JSON lines and exit")
+    parser.add_argument("--plot", type=Path, help="with --table: also draw the ratio bar chart to this image file")
+    parser.add_argument("--plot_title", default="", help="title of the --plot figure (e.g. the machine)")
     parser.add_argument(
         "--quick", action="store_true", help="ResNet-18 and ConvStemViT-tiny at 128, batch 16, 3 repeats: minutes"
     )
@@ -488,6 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.table:
         lines = [json.loads(x) for p in args.table for x in p.read_text().splitlines() if x.startswith("{")]
         print(markdown_table(lines))
+        if args.plot:
+            plot_ratios(lines, args.plot, args.plot_title)
         return 0
     lightly = lightly_available() and not args.ours_only
     if not lightly and not args.ours_only:

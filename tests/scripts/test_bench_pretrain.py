@@ -80,3 +80,22 @@ def test_refuses_without_lightly(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "lightly_available", lambda: False)
     assert bench.main(["--quick"]) == 2
     assert "lightly is not installed" in capsys.readouterr().err
+
+
+def test_table_and_plot_of_saved_lines(bench, tmp_path, capsys):
+    lines = [
+        {"kind": "step", "case": "moco_resnet18_128", "path": "float32", "ratio": 0.9, "batch_size": 16, "repeats": 3,
+         "ours_img_s": 7.0, "lightly_img_s": 7.8, "mfu": 0.5, "dtype": "float32"},
+        {"kind": "step", "case": "moco_resnet18_128", "path": "fast", "ratio": 1.2, "batch_size": 16, "repeats": 3,
+         "ours_img_s": 9.4, "lightly_img_s": 7.8, "mfu": 0.6, "dtype": "float32", "augment_headroom": 50.0},
+    ]  # fmt: skip
+    saved = tmp_path / "bench.jsonl"
+    saved.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    png = tmp_path / "figs" / "ratios.png"
+    assert bench.main(["--table", str(saved), "--plot", str(png), "--plot_title", "test machine"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith("| moco_resnet18_128 | 16 | 3 |") and "0.90x" in table[2] and "1.20x" in table[2]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in png.parent.iterdir()] == ["ratios.png"]
+    with pytest.raises(ValueError, match="ours_only"):
+        bench.plot_ratios([{**lines[0], "ratio": None}], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
