@@ -417,14 +417,14 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
         for name, paths in by_case.items():
             f32, fast = paths.get("float32", {}), paths.get("fast", {})
 
-            def fmt(v: Any, spec: str = ".3g") -> str:
-                return "-" if v is None else format(v, spec)
+            def fmt(v: Any, spec: str = ".3g", unit: str = "") -> str:
+                return "-" if v is None else format(v, spec) + unit
 
             out.append(
                 f"| {name} | {f32.get('batch_size')} | {f32.get('repeats')} | {fmt(f32.get('lightly_img_s'))} | "
-                f"{fmt(f32.get('ours_img_s'))} | {fmt(f32.get('ratio'), '.2f')}x | {fmt(fast.get('ours_img_s'))} "
-                f"({fast.get('dtype')}) | {fmt(fast.get('ratio'), '.2f')}x | {fmt(f32.get('mfu'), '.0%')} | "
-                f"{fmt(fast.get('mfu'), '.0%')} | {fmt(fast.get('augment_headroom'), '.1f')}x |"
+                f"{fmt(f32.get('ours_img_s'))} | {fmt(f32.get('ratio'), '.2f', 'x')} | {fmt(fast.get('ours_img_s'))} "
+                f"({fast.get('dtype')}) | {fmt(fast.get('ratio'), '.2f', 'x')} | {fmt(f32.get('mfu'), '.0%')} | "
+                f"{fmt(fast.get('mfu'), '.0%')} | {fmt(fast.get('augment_headroom'), '.1f', 'x')} |"
             )
     for d in lines:
         if d.get("kind") == "peak":
