@@ -64,7 +64,6 @@ from monai_moco.networks.nets import build_backbone  # noqa: E402
 from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder  # noqa: E402
 from monai_moco.transforms.ssl import BatchedTwoView  # noqa: E402
 from monai_moco.utils.benchmark import (  # noqa: E402
-    bf16_native,
     count_flops,
     machine_info,
     matmul_peak_flops,
@@ -91,6 +90,12 @@ def make_backbone(name: str, size: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {"img_size": size} if "vit" in name else {}
     return build_backbone(name, in_channels=1, **kwargs)
+
+
+def autocast_dtype(trainer: ContrastiveTrainer) -> str:
+    """Returns: the dtype a trainer's forward passes run in (``"bfloat16"`` where ``amp="auto"`` switched autocast
+    on, else ``"float32"``), as the JSON lines name it."""
+    return str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp else "float32"
 
 
 def make_optimizer(params: Any, fast: bool) -> torch.optim.Optimizer:
@@ -301,7 +306,7 @@ def bench_step(
     batches = batches_of(images, batch_size)
     steps = args.steps
     _, run32 = build_ours(method, backbone, size, batches, steps, fast=False, args=args)
-    _, run_fast = build_ours(method, backbone, size, batches, steps, fast=True, args=args)
+    ours_fast, run_fast = build_ours(method, backbone, size, batches, steps, fast=True, args=args)
     runners: dict[str, Runner] = {"ours_fp32": run32, "ours_fast": run_fast}
     if lightly:
         runners["lightly_fp32"] = build_lightly(method, backbone, size, batches, steps, args)
@@ -312,11 +317,11 @@ def bench_step(
     # (the engine keeps the epoch length it was built with)
     flops_per_image = count_flops(run32) / (steps * batch_size)
 
-    fast_dtype = "bfloat16" if bf16_native() else "float32"
+    fast_dtype = autocast_dtype(ours_fast)
     for label, key in (("float32", "ours_fp32"), ("fast", "ours_fast")):
         ours = median(rates[key])
         achieved = flops_per_image * ours
-        peak = peaks["bfloat16" if label == "fast" and fast_dtype == "bfloat16" else "float32"]
+        peak = peaks[fast_dtype if label == "fast" else "float32"]
         record: dict[str, Any] = {
             "kind": "step",
             "case": f"{method}_{backbone}_{size}",
@@ -349,8 +354,9 @@ def bench_step(
         print_json_line(record)
 
 
-def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
-    """Train ``args.accuracy_steps`` iterations from ``args.seed`` and return the last-10-step mean acc1 and loss."""
+def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    """Train ``args.accuracy_steps`` iterations from ``args.seed`` and return the last-10-step mean acc1 and loss
+    (and the steps run and the forward dtype)."""
     size = args.accuracy_size
     batches = batches_of(images, args.batch_size)
     trainer, run = build_ours(method, args.accuracy_backbone, size, batches, args.accuracy_steps, fast, args)
@@ -362,6 +368,7 @@ def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse
         "acc1": sum(h["acc1"] for h in tail) / len(tail),
         "loss": sum(h["loss"] for h in tail) / len(tail),
         "steps": len(history),
+        "dtype": autocast_dtype(trainer),
     }
 
 
@@ -374,7 +381,7 @@ def bench_accuracy(images: torch.Tensor, args: argparse.Namespace) -> None:
             {
                 "kind": "accuracy",
                 "case": f"accuracy_{method}_{args.accuracy_backbone}_{args.accuracy_size}",
-                "dtype": "bfloat16" if bf16_native() else "float32",
+                "dtype": fast["dtype"],
                 "steps": fp32["steps"],
                 "batch_size": args.batch_size,
                 "images": len(images),
@@ -387,6 +394,16 @@ def bench_accuracy(images: torch.Tensor, args: argparse.Namespace) -> None:
                 **machine_info(),
             }
         )
+
+
+def step_lines_by_case(lines: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``case -> path ("float32" | "fast") -> step line``, in first-seen case order; a later line of a case and path
+    replaces an earlier one (so a re-run appended to a saved file wins)."""
+    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in lines:
+        if d.get("kind") == "step":
+            by_case.setdefault(d["case"], {})[d["path"]] = d
+    return by_case
 
 
 def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
@@ -403,17 +420,14 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
 
         print(markdown_table([json.loads(x) for x in open("runs/bench_pretrain.jsonl")]))
     """
-    steps = [d for d in lines if d.get("kind") == "step"]
+    by_case = step_lines_by_case(lines)
     out = []
-    if steps:
+    if by_case:
         out += [
             "| case | batch | repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | ratio | "
             "MFU fp32 | MFU fast | augment / step |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        by_case: dict[str, dict[str, dict[str, Any]]] = {}
-        for d in steps:
-            by_case.setdefault(d["case"], {})[d["path"]] = d
         for name, paths in by_case.items():
             f32, fast = paths.get("float32", {}), paths.get("fast", {})
 
@@ -466,10 +480,11 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    by_case: dict[str, dict[str, float]] = {}
-    for d in lines:
-        if d.get("kind") == "step" and d.get("ratio") is not None:
-            by_case.setdefault(d["case"], {})[d["path"]] = float(d["ratio"])
+    by_case = {
+        case: {path: float(d["ratio"]) for path, d in paths.items() if d.get("ratio") is not None}
+        for case, paths in step_lines_by_case(lines).items()
+    }
+    by_case = {case: ratios for case, ratios in by_case.items() if ratios}
     if not by_case:
         raise ValueError("plot_ratios: no 'step' line with a lightly ratio (was the run --ours_only?).")
     cases = list(by_case)
