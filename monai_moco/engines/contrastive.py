@@ -2,9 +2,9 @@
 
 ``ContrastiveTrainer`` is a ``monai.engines.Trainer`` that owns, once, everything the two methods have in common: two
 views per image (from the batch or made on the device by a batched view transform), mixed precision (``amp="auto"``:
-fp16 + ``GradScaler`` on CUDA, bf16 on CPUs with native bf16, off where bf16 is emulated), gradient accumulation, gradient clipping, a non-finite guard that stops the run before
-a bad step touches the weights, the MONAI ``IterationEvents`` and a flat dictionary of scalar health statistics in
-``engine.state.output``. ``MoCoTrainer`` and ``SimCLRTrainer`` only write their forward pass and loss.
+fp16 + ``GradScaler`` on CUDA, bf16 on CPUs with native bf16, off where bf16 is emulated), gradient accumulation,
+gradient clipping, a non-finite guard that stops the run before a bad step touches the weights, the MONAI
+``IterationEvents`` and a flat dictionary of scalar health statistics in ``engine.state.output``. ``MoCoTrainer`` and ``SimCLRTrainer`` only write their forward pass and loss.
 
 References:
     He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020.
@@ -43,9 +43,9 @@ __all__ = [
     "NonFiniteLossError",
     "PrepareTwoViewBatch",
     "TorchRNGState",
-    "checkpoint_dict",
     "AMP_MODES",
     "amp_pays",
+    "checkpoint_dict",
     "default_amp_dtype",
 ]
 
@@ -236,15 +236,17 @@ class ContrastiveTrainer(Trainer):
             when a batch carries only the image (e.g. ``monai_moco.transforms.ssl.BatchedTwoView``). Its random
             generator (``generator_for(device)`` or a ``generator`` attribute) joins ``checkpoint_dict`` so a resumed
             run draws the same views.
-        amp: autocast the forward passes: ``True``, ``False`` (default) or ``"auto"`` (on where it pays, ``amp_pays(device)``:
-            CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times slower than fp32).
+        amp: autocast the forward passes: ``True``, ``False`` (default) or ``"auto"`` (on where it pays,
+            ``amp_pays(device)``: CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times
+            slower than fp32).
             ``True`` on such a CPU is honoured with a warning.
         amp_dtype: autocast dtype; default ``default_amp_dtype(device)`` (bf16 on CPU, fp16 on CUDA). fp16 on CUDA
             uses a ``torch.amp.GradScaler`` (``self.scaler``, saved by ``checkpoint_dict``).
         channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
             views to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster,
             especially under bf16/fp16 autocast (measured by ``scripts/bench_pretrain.py``: ResNet-18, 128 px, bf16 on
-            CPU about 1.4x faster than NCHW on Sapphire Rapids; in fp32 on an AVX2 AMD EPYC about 1.1x). Token-only networks (ViTs) are unaffected apart from their conv stem.
+            CPU about 1.4x faster than NCHW on Sapphire Rapids; in fp32 on an AVX2 AMD EPYC about 1.1x). Token-only
+            networks (ViTs) are unaffected apart from their conv stem.
         compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled).
         compile_kwargs: arguments of ``torch.compile``.
         clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still

@@ -76,9 +76,9 @@ class MoCoTrainer(ContrastiveTrainer):
         shuffle_splits: sub-batches for single-process ShuffleBN.
         symmetric: also use view2 as query and view1 as key, average the two losses.
         kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
-            compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch, iteration_update,
-            postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
-            event_to_attr, decollate, optim_set_to_none, to_kwargs).
+            compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch,
+            iteration_update, postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers,
+            event_names, event_to_attr, decollate, optim_set_to_none, to_kwargs).
 
     Raises:
         ValueError: for an unknown ``shuffle_bn``, ``momentum``/``momentum_end`` outside [0, 1], ``shuffle_bn="sync"``

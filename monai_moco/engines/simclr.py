@@ -48,8 +48,8 @@ class SimCLRTrainer(ContrastiveTrainer):
             across ``scripts/bench_pretrain.py --simclr_views`` runs the difference stayed within run-to-run noise.
         kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
             compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch,
-            iteration_update, postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
-            event_to_attr, decollate, optim_set_to_none, to_kwargs).
+            iteration_update, postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers,
+            event_names, event_to_attr, decollate, optim_set_to_none, to_kwargs).
 
     Example::
 
