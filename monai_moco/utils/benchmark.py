@@ -139,22 +139,25 @@ def matmul_peak_flops(
 ) -> float:
     """This machine's achievable matrix-multiply FLOP/s: the faster of the two GEMM libraries torch runs on a CPU.
 
-    Each is the median of ``repeats`` timed ``size x size x size`` products: ``torch.mm`` (BLAS, MKL in the PyPI
-    wheels) and the same product as a 1x1 channels-last convolution (oneDNN, which runs the convolutions of a
-    training step). They differ by CPU: on an AVX2 AMD EPYC core oneDNN was about 10 % faster than MKL.
+    Each is the median of ``repeats`` timed products: ``torch.mm`` of two ``size x size`` matrices (BLAS, MKL in the
+    PyPI wheels; it runs a ViT's linear layers in fp32) and a 3x3 channels-last convolution of a batch of
+    ``size // 64`` 256-channel 16x16 maps (oneDNN's implicit GEMM, which runs a training step's convolutions and, under
+    bf16 autocast, its linear layers). They differ by CPU: on an AVX2 AMD EPYC core the two were within about 10 %; on an
+    AVX-512 AMD EPYC (Zen 5) core MKL's ``torch.mm`` gave 86 GFLOP/s in fp32 where the convolution gave 216, so a peak
+    from ``torch.mm`` alone put a training step's fp32 "utilisation" above 100 %.
 
-    Where one multiplication is slow (bf16 without AMX / AVX-512 BF16 is emulated: about 15x slower than fp32 on an
-    AVX2 CPU), the size is halved (down to 256) until ``repeats`` multiplications fit in ``max_seconds``, so the
-    measurement stays short; such a peak is far below fp32 anyway and tells that the dtype does not pay.
+    Where one product is slow (bf16 without AMX / AVX-512 BF16 is emulated: about 15x slower than fp32 on an AVX2 CPU),
+    ``size`` is halved (down to 256) until ``repeats`` products fit in ``max_seconds``, so the measurement stays short;
+    such a peak is far below fp32 anyway and tells that the dtype does not pay.
 
     Args:
         dtype: ``torch.float32`` or ``torch.bfloat16`` (oneDNN uses AMX / AVX-512 BF16 where present).
-        size: square matrix size (large enough to be compute bound).
-        repeats: timed multiplications (after one warm-up).
-        max_seconds: time budget of each library's timed multiplications, judged from its warm-up.
+        size: matrix size of ``torch.mm``; the convolution's batch is ``size // 64`` (large enough to be compute bound).
+        repeats: timed products (after one warm-up).
+        max_seconds: time budget of each library's timed products, judged from its warm-up.
 
     Returns:
-        FLOP/s (``2 * size**3`` per multiplication) with the current ``torch.get_num_threads()``.
+        FLOP/s (a multiply-add counts as 2) with the current ``torch.get_num_threads()``.
 
     Example::
 
@@ -162,21 +165,23 @@ def matmul_peak_flops(
     """
     g = torch.Generator().manual_seed(0)
 
-    def mm(n: int) -> Callable[[], Any]:
+    def mm(n: int) -> tuple[Callable[[], Any], float]:
         a = torch.randn(n, n, generator=g).to(dtype)
         b = torch.randn(n, n, generator=g).to(dtype)
-        return lambda: torch.mm(a, b)
+        return (lambda: torch.mm(a, b)), 2.0 * n**3
 
-    def conv1x1(n: int) -> Callable[[], Any]:  # (n pixels x n channels) @ (n channels x n filters)
-        x = torch.randn(1, n, n // 16, 16, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(n, n, 1, 1, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
-        return lambda: torch.nn.functional.conv2d(x, w)
+    def conv3x3(n: int) -> tuple[Callable[[], Any], float]:
+        batch, channels, side = max(1, n // 64), 256, 16
+        x = torch.randn(batch, channels, side, side, generator=g).to(dtype)
+        w = torch.randn(channels, channels, 3, 3, generator=g).to(dtype)
+        x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+        return (lambda: torch.nn.functional.conv2d(x, w, padding=1)), 2.0 * batch * channels**2 * 9 * side**2
 
     best = 0.0
-    for make in (mm, conv1x1):
+    for make in (mm, conv3x3):
         n = size
         while True:
-            product = make(n)
+            product, flops = make(n)
             start = time.perf_counter()
             product()
             if (time.perf_counter() - start) * repeats <= max_seconds or n <= 256:
@@ -187,7 +192,7 @@ def matmul_peak_flops(
             start = time.perf_counter()
             product()
             times.append(time.perf_counter() - start)
-        best = max(best, 2.0 * n**3 / median(times))
+        best = max(best, flops / median(times))
     return best
 
 

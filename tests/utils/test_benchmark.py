@@ -91,17 +91,22 @@ def test_print_json_line_rounds_floats():
 def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
     clock = {"now": 0.0}
     sizes: list[int] = []
+    batches: list[int] = []
 
     def fake_mm(a, b):  # a slow (emulated) multiply: 0.5 s at 256, 4 s at 512, 32 s at 1024
         sizes.append(a.shape[0])
         clock["now"] += 0.5 * (a.shape[0] / 256) ** 3
 
-    def fake_conv(x, w):  # the same product through oneDNN, 4x faster
-        clock["now"] += 0.125 * (w.shape[0] / 256) ** 3
+    def fake_conv(x, w, padding):  # the convolution at 1 s per image: 16 s at 1024 (batch 16), 8 s at 512, 4 s at 256
+        assert padding == 1 and w.shape == (256, 256, 3, 3) and x.is_contiguous(memory_format=torch.channels_last)
+        batches.append(x.shape[0])
+        clock["now"] += 1.0 * x.shape[0]
 
     monkeypatch.setattr(torch, "mm", fake_mm)
     monkeypatch.setattr(torch.nn.functional, "conv2d", fake_conv)
     monkeypatch.setattr("monai_moco.utils.benchmark.time.perf_counter", lambda: clock["now"])
     peak = matmul_peak_flops(torch.float32, size=1024, repeats=3, max_seconds=2.0)
     assert sizes == [1024, 512, 256, 256, 256, 256]  # warm-ups until 3 x 0.5 s fit in 2 s, then 3 timed
-    assert peak == pytest.approx(2.0 * 256**3 / 0.125)  # the faster library wins (conv: 3 x 1 s at 512 > 2 s too)
+    assert batches == [16, 8, 4, 4, 4, 4]  # halved down to size 256 (batch 4), which is timed even though it is slow
+    conv_flops_per_s = 2.0 * 256**2 * 9 * 16**2  # per image, at 1 s per image
+    assert peak == pytest.approx(max(2.0 * 256**3 / 0.5, conv_flops_per_s))  # the faster library wins
