@@ -23,8 +23,10 @@ which is robust to other jobs on a shared machine. JSON lines, one per result, w
   FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``), achieved FLOP/s and MFU against the measured peak
   of that dtype, and ``augment_img_s`` / ``augment_headroom`` (BatchedTwoView throughput / images the step consumes);
 * ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
-* ``accuracy``: a short run (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seed,
-  final contrastive top-1 (mean of the last 10 steps) of both.
+* ``accuracy``: short runs (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seeds
+  (``--accuracy_seeds``): the training contrastive top-1 (mean of the last 10 steps) and, after training, the top-1 of
+  matching two views of ``--accuracy_heldout`` radiographs the runs never saw, per seed, so the fast path's difference
+  can be read against fp32's seed-to-seed spread.
 
 lightly is in the ``bench`` extra (``pip install -e .[bench]``, or ``.venv/bin/python -m pip install lightly``; it
 installs with its dependencies and keeps the installed torch/torchvision, no ``--no-deps`` needed with torch 2.14.1).
@@ -354,9 +356,27 @@ def bench_step(
         print_json_line(record)
 
 
-def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
-    """Train ``args.accuracy_steps`` iterations from ``args.seed`` and return the last-10-step mean acc1 and loss
-    (and the steps run and the forward dtype)."""
+def heldout_top1(trainer: ContrastiveTrainer, images: torch.Tensor, size: int, seed: int) -> float:
+    """Contrastive top-1 on images the run never trained on: two ``BatchedTwoView`` views of each held-out image (from
+    ``seed``, so every run sees the same views), both embedded by the trained (query / online) encoder in eval mode and
+    fp32; the share of images whose nearest other-view embedding (cosine) is their own, averaged over both directions
+    (chance ``1 / len(images)``)."""
+    network = trainer.network
+    network.eval()
+    with torch.no_grad():
+        view1, view2 = BatchedTwoView(spatial_size=size, seed=seed)(images)
+        z1 = nn.functional.normalize(network(view1).float(), dim=1)
+        z2 = nn.functional.normalize(network(view2).float(), dim=1)
+    network.train()
+    sim, own = z1 @ z2.T, torch.arange(len(images))
+    return ((sim.argmax(1) == own).float().mean().item() + (sim.argmax(0) == own).float().mean().item()) / 2
+
+
+def short_run_acc1(
+    method: str, fast: bool, images: torch.Tensor, heldout: torch.Tensor, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Train ``args.accuracy_steps`` iterations from ``args.seed`` and return the last-10-step mean training acc1 and
+    loss, the held-out contrastive top-1 after training (``heldout_top1``), the steps run and the forward dtype."""
     size = args.accuracy_size
     batches = batches_of(images, args.batch_size)
     trainer, run = build_ours(method, args.accuracy_backbone, size, batches, args.accuracy_steps, fast, args)
@@ -367,30 +387,49 @@ def short_run_acc1(method: str, fast: bool, images: torch.Tensor, args: argparse
     return {
         "acc1": sum(h["acc1"] for h in tail) / len(tail),
         "loss": sum(h["loss"] for h in tail) / len(tail),
+        "heldout_top1": heldout_top1(trainer, heldout, size, seed=10_000 + args.seed),
         "steps": len(history),
         "dtype": autocast_dtype(trainer),
     }
 
 
-def bench_accuracy(images: torch.Tensor, args: argparse.Namespace) -> None:
-    """``accuracy`` lines: the same short run in fp32 and in our fast path, final contrastive top-1 of both."""
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def bench_accuracy(images: torch.Tensor, heldout: torch.Tensor, args: argparse.Namespace) -> None:
+    """``accuracy`` lines: the same short runs in fp32 and in our fast path from ``args.accuracy_seeds`` seeds; per
+    path the training acc1 / loss and the held-out contrastive top-1 of each seed, so the fast path's difference can
+    be read against the seed-to-seed spread of fp32."""
+    seeds = [args.seed + i for i in range(args.accuracy_seeds)]
     for method in args.methods:
-        fp32 = short_run_acc1(method, False, images, args)
-        fast = short_run_acc1(method, True, images, args)
+        runs: dict[str, list[dict[str, Any]]] = {"fp32": [], "fast": []}
+        for seed in seeds:
+            seeded = argparse.Namespace(**{**vars(args), "seed": seed})
+            runs["fp32"].append(short_run_acc1(method, False, images, heldout, seeded))
+            runs["fast"].append(short_run_acc1(method, True, images, heldout, seeded))
+
+        fp32_heldout = [r["heldout_top1"] for r in runs["fp32"]]
         print_json_line(
             {
                 "kind": "accuracy",
                 "case": f"accuracy_{method}_{args.accuracy_backbone}_{args.accuracy_size}",
-                "dtype": fast["dtype"],
-                "steps": fp32["steps"],
+                "dtype": runs["fast"][0]["dtype"],
+                "steps": runs["fp32"][0]["steps"],
                 "batch_size": args.batch_size,
                 "images": len(images),
-                "fp32_acc1": fp32["acc1"],
-                "fast_acc1": fast["acc1"],
-                "acc1_diff": fast["acc1"] - fp32["acc1"],
-                "fp32_loss": fp32["loss"],
-                "fast_loss": fast["loss"],
-                "acc1_over": "mean of the last 10 steps",
+                "seeds": seeds,
+                "fp32_acc1": _mean(runs["fp32"], "acc1"),
+                "fast_acc1": _mean(runs["fast"], "acc1"),
+                "acc1_diff": _mean(runs["fast"], "acc1") - _mean(runs["fp32"], "acc1"),
+                "fp32_loss": _mean(runs["fp32"], "loss"),
+                "fast_loss": _mean(runs["fast"], "loss"),
+                "acc1_over": "mean of the last 10 training steps, mean over seeds",
+                "heldout_images": len(heldout),
+                "fp32_heldout_top1": fp32_heldout,
+                "fast_heldout_top1": [r["heldout_top1"] for r in runs["fast"]],
+                "heldout_top1_diff": _mean(runs["fast"], "heldout_top1") - _mean(runs["fp32"], "heldout_top1"),
+                "fp32_heldout_spread": max(fp32_heldout) - min(fp32_heldout),
                 **machine_info(),
             }
         )
@@ -453,6 +492,14 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
             out.append(f"\n{d['case']} ({d['steps']} steps, batch {d['batch_size']}, {d['images']} real images): "
                        f"acc1 fp32 {d['fp32_acc1']:.3f}, {d['dtype']} fast path {d['fast_acc1']:.3f} "
                        f"(loss {d['fp32_loss']:.3f} vs {d['fast_loss']:.3f})")
+            if "fp32_heldout_top1" in d:  # lines written before the held-out check lack it
+
+                def seeds(values: Sequence[float]) -> str:
+                    return " / ".join(f"{v:.3f}" for v in values)
+
+                out.append(f"held-out top-1 over {d['heldout_images']} images, seeds {d['seeds']}: fp32 "
+                           f"{seeds(d['fp32_heldout_top1'])}, fast path {seeds(d['fast_heldout_top1'])} (difference "
+                           f"of means {d['heldout_top1_diff']:+.3f}, fp32 seed spread {d['fp32_heldout_spread']:.3f})")
     return "\n".join(out)
 
 
@@ -532,6 +579,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--accuracy_steps", type=int, default=100, help="0 skips the short accuracy runs")
     parser.add_argument("--accuracy_backbone", default="resnet18")
     parser.add_argument("--accuracy_size", type=int, default=64)
+    parser.add_argument("--accuracy_seeds", type=int, default=3, help="seeds of the short runs (fp32 and fast each)")
+    parser.add_argument(
+        "--accuracy_heldout", type=int, default=256, help="radiographs after the --images ones for held-out top-1"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=("peak", "augment", "step", "accuracy"))
     parser.add_argument("--ours_only", action="store_true", help="run without lightly (lightly columns null)")
     parser.add_argument("--seed", type=int, default=0)
@@ -546,7 +597,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.backbones = [b for b in args.backbones if b in ("resnet18", "convstem_vit_tiny")] or args.backbones
         args.sizes = [min(args.sizes)] if 128 not in args.sizes else [128]
         # quick lowers only what was left at its default
-        for name, value in (("batch_size", 16), ("repeats", 3), ("images", 64), ("aug_images", 64), ("accuracy_steps", 50)):
+        quick = {"batch_size": 16, "repeats": 3, "images": 64, "aug_images": 64, "accuracy_steps": 50,
+                 "accuracy_seeds": 1, "accuracy_heldout": 64}  # fmt: skip
+        for name, value in quick.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
     return args
@@ -591,7 +644,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for method in args.methods:
                     bench_step(method, backbone, size, images, args, lightly, peaks, augment[size])
     if "accuracy" not in args.skip and args.accuracy_steps > 0:
-        bench_accuracy(images, args)
+        pool = load_images(args.data_dir, args.images + args.accuracy_heldout)
+        if len(pool) <= len(images):
+            raise ValueError(f"{args.data_dir} has no training radiographs left after --images {args.images} to hold out")
+        bench_accuracy(images, pool[len(images) :], args)
     return 0
 
 
