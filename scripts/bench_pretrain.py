@@ -25,7 +25,7 @@ which is robust to other jobs on a shared machine. JSON lines, one per result, w
 * ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
 * ``accuracy``: short runs (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seeds
   (``--accuracy_seeds``): the training contrastive top-1 (mean of the last 10 steps) and, after training, the top-1 of
-  matching two views of ``--accuracy_heldout`` radiographs the runs never saw, per seed, so the fast path's difference
+  matching two views of ``--accuracy_heldout`` radiographs the runs never saw (in groups of ``--batch_size``), per seed, so the fast path's difference
   can be read against fp32's seed-to-seed spread.
 
 lightly is in the ``bench`` extra (``pip install -e .[bench]``, or ``.venv/bin/python -m pip install lightly``; it
@@ -356,11 +356,11 @@ def bench_step(
         print_json_line(record)
 
 
-def heldout_top1(trainer: ContrastiveTrainer, images: torch.Tensor, size: int, seed: int) -> float:
+def heldout_top1(trainer: ContrastiveTrainer, images: torch.Tensor, size: int, seed: int, group: int) -> float:
     """Contrastive top-1 on images the run never trained on: two ``BatchedTwoView`` views of each held-out image (from
     ``seed``, so every run sees the same views), both embedded by the trained (query / online) encoder in eval mode and
-    fp32; the share of images whose nearest other-view embedding (cosine) is their own, averaged over both directions
-    (chance ``1 / len(images)``)."""
+    fp32; within each group of ``group`` images (the training batch size, so chance is ``1 / group`` as in training),
+    the share whose nearest other-view embedding (cosine) is their own, averaged over both directions and all groups."""
     network = trainer.network
     network.eval()
     with torch.no_grad():
@@ -368,8 +368,11 @@ def heldout_top1(trainer: ContrastiveTrainer, images: torch.Tensor, size: int, s
         z1 = nn.functional.normalize(network(view1).float(), dim=1)
         z2 = nn.functional.normalize(network(view2).float(), dim=1)
     network.train()
-    sim, own = z1 @ z2.T, torch.arange(len(images))
-    return ((sim.argmax(1) == own).float().mean().item() + (sim.argmax(0) == own).float().mean().item()) / 2
+    hits = 0.0
+    for a, b in zip(z1.split(group), z2.split(group), strict=True):
+        sim, own = a @ b.T, torch.arange(len(a))
+        hits += ((sim.argmax(1) == own).sum().item() + (sim.argmax(0) == own).sum().item()) / 2
+    return hits / len(images)
 
 
 def short_run_acc1(
@@ -387,7 +390,7 @@ def short_run_acc1(
     return {
         "acc1": sum(h["acc1"] for h in tail) / len(tail),
         "loss": sum(h["loss"] for h in tail) / len(tail),
-        "heldout_top1": heldout_top1(trainer, heldout, size, seed=10_000 + args.seed),
+        "heldout_top1": heldout_top1(trainer, heldout, size, seed=10_000 + args.seed, group=args.batch_size),
         "steps": len(history),
         "dtype": autocast_dtype(trainer),
     }
@@ -497,7 +500,7 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
                 def seeds(values: Sequence[float]) -> str:
                     return " / ".join(f"{v:.3f}" for v in values)
 
-                out.append(f"held-out top-1 over {d['heldout_images']} images, seeds {d['seeds']}: fp32 "
+                out.append(f"held-out top-1 over {d['heldout_images']} images (groups of {d['batch_size']}), seeds {d['seeds']}: fp32 "
                            f"{seeds(d['fp32_heldout_top1'])}, fast path {seeds(d['fast_heldout_top1'])} (difference "
                            f"of means {d['heldout_top1_diff']:+.3f}, fp32 seed spread {d['fp32_heldout_spread']:.3f})")
     return "\n".join(out)

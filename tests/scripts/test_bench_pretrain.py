@@ -72,7 +72,7 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
     assert acc["case"] == f"accuracy_{method}_resnet18_32" and acc["steps"] == 3
     assert 0 <= acc["fp32_acc1"] <= 1 and 0 <= acc["fast_acc1"] <= 1 and acc["fp32_loss"] > 0
     assert acc["seeds"] == [0] and acc["heldout_images"] == 6  # --quick: one seed
-    for key in ("fp32_heldout_top1", "fast_heldout_top1"):  # two views of 6 unseen images matched: k/6 per direction
+    for key in ("fp32_heldout_top1", "fast_heldout_top1"):  # views of 6 unseen images matched in groups of 4 and 2
         assert len(acc[key]) == 1 and acc[key][0] * 12 == pytest.approx(round(acc[key][0] * 12), abs=1e-3)
     assert acc["fp32_heldout_spread"] == 0 and acc["heldout_top1_diff"] == pytest.approx(
         acc["fast_heldout_top1"][0] - acc["fp32_heldout_top1"][0], abs=1e-3
@@ -81,7 +81,7 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
     table = bench.markdown_table(lines).splitlines()
     assert table[0].startswith("| case |") and table[2].startswith(f"| {method}_resnet18_32 | 4 | 1 |")
     assert any(t.startswith("augmentation at 32 px") for t in table) and any(t.startswith(acc["case"]) for t in table)
-    assert any(t.startswith("held-out top-1 over 6 images, seeds [0]") for t in table)
+    assert any(t.startswith("held-out top-1 over 6 images (groups of 4), seeds [0]") for t in table)
 
 
 def test_refuses_without_lightly(bench, monkeypatch, capsys):
