@@ -28,7 +28,7 @@ from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from monai_moco.losses.utils import contrastive_accuracy, logit_stats
-from monai_moco.utils.benchmark import bf16_native
+from monai_moco.utils.cpu import bf16_native
 
 if TYPE_CHECKING:
     from ignite.engine import Engine, EventEnum
@@ -67,7 +67,7 @@ def amp_pays(device: str | torch.device) -> bool:
     """Whether autocast speeds training up on ``device``: what ``amp="auto"`` resolves to.
 
     True on CUDA (fp16 with a ``GradScaler``) and on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX,
-    ``monai_moco.utils.benchmark.bf16_native``). False elsewhere: on CPUs where bf16 is emulated (a ResNet-18
+    ``monai_moco.utils.cpu.bf16_native``). False elsewhere: on CPUs where bf16 is emulated (a ResNet-18
     training step at 128 px ran about 15x slower under bf16 autocast than in fp32 on an AVX2 AMD EPYC) and on device
     types other than CUDA and CPU, whose autocast this package does not measure.
 

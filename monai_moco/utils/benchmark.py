@@ -25,8 +25,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_moco.utils.cpu import bf16_native
+
 __all__ = [
-    "bf16_native",
     "count_flops",
     "cpu_model",
     "machine_info",
@@ -194,13 +195,6 @@ def matmul_peak_flops(
             times.append(time.perf_counter() - start)
         best = max(best, flops / median(times))
     return best
-
-
-def bf16_native() -> bool:
-    """Returns: whether this CPU has native bfloat16 arithmetic (AVX-512 BF16 or AMX), where bf16 autocast pays."""
-    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return bool(avx512_bf16 or amx)
 
 
 def cpu_model() -> str:
