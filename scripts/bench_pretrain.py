@@ -15,7 +15,9 @@ BatchNorm normalises one view's batch in both); ``--simclr_views joint`` times t
 
 Every case times its runners interleaved (each repeat runs ours-fp32, ours-fast and lightly once, in rotating order)
 on real Kermany radiographs; a line reports medians over repeats and the median of the per-repeat (paired) ratios,
-which is robust to other jobs on a shared machine. JSON lines, one per result, with ``kind``:
+which is robust to other jobs on a shared machine. The process starts with ``monai_moco.utils.cpu.reuse_freed_memory()``
+as the pretraining bundles do (glibc keeps freed memory instead of page-faulting it in again each step; ``--glibc_malloc``
+keeps the defaults): it applies to lightly's loop as much as to ours. JSON lines, one per result, with ``kind``:
 
 * ``peak``: this machine's matmul FLOP/s in fp32 and bf16 (``monai_moco.utils.benchmark.matmul_peak_flops``);
 * ``step``: one per (method, backbone, size, dtype): ``case``, ``dtype`` (``float32``: ours fp32 vs lightly fp32;
@@ -74,6 +76,7 @@ from monai_moco.utils.benchmark import (  # noqa: E402
     print_json_line,
     time_interleaved,
 )
+from monai_moco.utils.cpu import reuse_freed_memory  # noqa: E402
 from monai_moco.utils.io import atomic_write  # noqa: E402
 
 METHODS = ("moco", "simclr")
@@ -351,6 +354,7 @@ def bench_step(
             "mfu": achieved / peak,
             "augment_img_s": augment_img_s,
             "augment_headroom": None if augment_img_s is None else augment_img_s / ours,
+            "reuse_freed_memory": args.reuse_freed_memory,
             **machine_info(),
         }
         print_json_line(record)
@@ -588,6 +592,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=("peak", "augment", "step", "accuracy"))
     parser.add_argument("--ours_only", action="store_true", help="run without lightly (lightly columns null)")
+    parser.add_argument(
+        "--glibc_malloc",
+        action="store_true",
+        help="keep glibc's default malloc thresholds instead of monai_moco.utils.cpu.reuse_freed_memory() (both loops)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", nargs="+", type=Path, help="print the Markdown tables of saved JSON lines and exit")
     parser.add_argument("--plot", type=Path, help="with --table: also draw the ratio bar chart to this image file")
@@ -625,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     torch.set_num_threads(args.threads)
+    # as the pretraining bundles' initialize does; process-wide, so lightly's loop runs with it too
+    args.reuse_freed_memory = not args.glibc_malloc and reuse_freed_memory()
     images = load_images(args.data_dir, args.images)
     peaks = {"float32": matmul_peak_flops(torch.float32), "bfloat16": matmul_peak_flops(torch.bfloat16)}
     if "peak" not in args.skip:

@@ -8,6 +8,7 @@ checked too.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,7 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
         assert line["case"] == f"{method}_resnet18_32" and line["ours_img_s"] > 0
         assert 0 < line["mfu"] < 1.5 and line["gflops_per_image"] > 0
         assert line["simclr_views"] == ("separate" if method == "simclr" else None)  # lightly's loop: one per view
+        assert line["reuse_freed_memory"] is (sys.platform.startswith("linux"))  # glibc: applied for both loops
         assert line["augment_headroom"] == pytest.approx(line["augment_img_s"] / line["ours_img_s"], rel=1e-2)
         if lightly:
             assert line["lightly_img_s"] > 0 and line["lightly_dtype"] == "float32"
