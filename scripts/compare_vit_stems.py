@@ -392,8 +392,7 @@ def plot(records: list[dict], path: Path) -> None:
     ax_auc.set(ylabel="test AUC (624 images)", title="linear probe (plain) / kNN (hatched), 95% CI; bars = seeds")
     ax_auc.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_moco.data import class_folder_datalist, csv_datalist, fraction_splits
+from monai_moco.utils.io import atomic_write, json_writer
 
 
 def _relative(path: str, root: Path) -> str:
@@ -99,10 +99,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "val": to_paths(study["val"]),
         "train": {f: {d: to_paths(idx) for d, idx in per_draw.items()} for f, per_draw in study["train"].items()},
     }
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    out_path = args.output_dir / "splits.json"
-    with open(out_path, "w") as f:
-        json.dump(out, f, indent=1)
+    out_path = atomic_write(args.output_dir / "splits.json", json_writer(out, indent=1))
 
     print(f"{len(datalist)} images from {source}; labels {_count(labels, np.arange(len(labels)))}")
     print(f"val: {_count(labels, study['val'])}; training pool: {len(study['pool'])}")

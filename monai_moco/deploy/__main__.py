@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from monai_moco.utils.io import atomic_write, json_writer
+
 EXIT_OK, EXIT_ERROR, EXIT_NOTHING_PROCESSED = 0, 1, 2
 
 
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.processed:
         print(f"no chest radiograph could be processed in {str(args.input)!r}; nothing was written.", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    (args.output / "report.json").write_text(json.dumps(summary, indent=2))
+    atomic_write(args.output / "report.json", json_writer(summary))
     return EXIT_OK
 
 

@@ -5,7 +5,6 @@ all-or-nothing under sanitised names.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_moco.utils.io import Writer, atomic_write_all
+from monai_moco.utils.io import Writer, atomic_write_all, json_writer
 
 __all__ = ["RESEARCH_DISCLAIMER", "ImageOutputs", "build_classification_sr", "write_outputs_atomically"]
 
@@ -144,8 +143,7 @@ def write_outputs_atomically(outputs: ImageOutputs, folder: str | os.PathLike) -
         plan.append((_inside(folder, f"{outputs.stem}_sr.dcm"), lambda p: outputs.sr.save_as(p, enforce_file_format=True)))
     if outputs.heatmap_rgb is not None:
         plan.append((_inside(folder, f"{outputs.stem}_heatmap.png"), lambda p: write_rgb_png(p, outputs.heatmap_rgb)))
-    text = json.dumps(outputs.result, indent=2, sort_keys=False)
-    plan.append((_inside(folder, f"{outputs.stem}.json"), lambda p: Path(p).write_text(text)))
+    plan.append((_inside(folder, f"{outputs.stem}.json"), json_writer(outputs.result)))
     return atomic_write_all(plan)
 
 

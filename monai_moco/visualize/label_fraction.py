@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_moco.utils.io import atomic_write
+
 __all__ = ["STRATEGY_COLOURS", "plot_label_fraction_curves", "summarize_transfer_results"]
 
 STRATEGY_COLOURS: dict[str, str] = {
@@ -94,7 +96,8 @@ def plot_label_fraction_curves(
 
     Args:
         records: per-run dicts (see :func:`summarize_transfer_results`).
-        path: output image file (``.png``; any matplotlib format by extension); parent folders are created.
+        path: output image file (``.png``; any matplotlib format by extension), written atomically; parent folders
+            are created.
         metric: record key on the y axis.
         title: figure title.
         modes: panel order (default: the modes present, ``linear`` before ``finetune``).
@@ -152,7 +155,4 @@ def plot_label_fraction_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return atomic_write(path, lambda tmp: fig.savefig(tmp))
