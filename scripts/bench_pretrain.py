@@ -556,7 +556,7 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
     ax.invert_yaxis()
     ax.set_xlabel("training-step throughput / lightly's fp32 reference (median of paired repeats)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp))
 
