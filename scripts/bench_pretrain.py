@@ -15,9 +15,10 @@ BatchNorm normalises one view's batch in both); ``--simclr_views joint`` times t
 
 Every case times its runners interleaved (each repeat runs ours-fp32, ours-fast and lightly once, in rotating order)
 on real Kermany radiographs; a line reports medians over repeats and the median of the per-repeat (paired) ratios,
-which is robust to other jobs on a shared machine. The process starts with ``monai_moco.utils.cpu.reuse_freed_memory()``
-as the pretraining bundles do (glibc keeps freed memory instead of page-faulting it in again each step; ``--glibc_malloc``
-keeps the defaults): it applies to lightly's loop as much as to ours. JSON lines, one per result, with ``kind``:
+which is robust to other jobs on a shared machine. The process starts with
+``monai_moco.utils.cpu.reuse_freed_memory()`` as the pretraining bundles do (glibc keeps freed memory instead of
+page-faulting it in again each step; ``--glibc_malloc`` keeps the defaults): it applies to lightly's loop as much as
+to ours. JSON lines, one per result, with ``kind``:
 
 * ``peak``: this machine's matmul FLOP/s in fp32 and bf16 (``monai_moco.utils.benchmark.matmul_peak_flops``);
 * ``step``: one per (method, backbone, size, dtype): ``case``, ``dtype`` (``float32``: ours fp32 vs lightly fp32;
@@ -27,8 +28,8 @@ keeps the defaults): it applies to lightly's loop as much as to ours. JSON lines
 * ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
 * ``accuracy``: short runs (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seeds
   (``--accuracy_seeds``): the training contrastive top-1 (mean of the last 10 steps) and, after training, the top-1 of
-  matching two views of ``--accuracy_heldout`` radiographs the runs never saw (in groups of ``--batch_size``), per seed, so the fast path's difference
-  can be read against fp32's seed-to-seed spread.
+  matching two views of ``--accuracy_heldout`` radiographs the runs never saw (in groups of ``--batch_size``), per
+  seed, so the fast path's difference can be read against fp32's seed-to-seed spread.
 
 lightly is in the ``bench`` extra (``pip install -e .[bench]``, or ``.venv/bin/python -m pip install lightly``; it
 installs with its dependencies and keeps the installed torch/torchvision, no ``--no-deps`` needed with torch 2.14.1).
@@ -504,9 +505,10 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
                 def seeds(values: Sequence[float]) -> str:
                     return " / ".join(f"{v:.3f}" for v in values)
 
-                out.append(f"held-out top-1 over {d['heldout_images']} images (groups of {d['batch_size']}), seeds {d['seeds']}: fp32 "
-                           f"{seeds(d['fp32_heldout_top1'])}, fast path {seeds(d['fast_heldout_top1'])} (difference "
-                           f"of means {d['heldout_top1_diff']:+.3f}, fp32 seed spread {d['fp32_heldout_spread']:.3f})")
+                out.append(f"held-out top-1 over {d['heldout_images']} images (groups of {d['batch_size']}), seeds "
+                           f"{d['seeds']}: fp32 {seeds(d['fp32_heldout_top1'])}, fast path "
+                           f"{seeds(d['fast_heldout_top1'])} (difference of means {d['heldout_top1_diff']:+.3f}, fp32 "
+                           f"seed spread {d['fp32_heldout_spread']:.3f})")
     return "\n".join(out)
 
 
@@ -645,7 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "case": "matmul_peak",
                 "fp32_gflop_s": peaks["float32"] / 1e9,
                 "bf16_gflop_s": peaks["bfloat16"] / 1e9,
-                "matmul": "best of torch.mm 2048^3 and a oneDNN 3x3 channels-last convolution 32x256x16x16 (halved while 5 exceed 10 s), median of 5",
+                "matmul": "best of torch.mm 2048^3 and a oneDNN 3x3 channels-last convolution 32x256x16x16 (halved "
+                "while 5 exceed 10 s), median of 5",
                 **machine_info(),
             }
         )

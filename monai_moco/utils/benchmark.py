@@ -143,9 +143,9 @@ def matmul_peak_flops(
     Each is the median of ``repeats`` timed products: ``torch.mm`` of two ``size x size`` matrices (BLAS, MKL in the
     PyPI wheels; it runs a ViT's linear layers in fp32) and a 3x3 channels-last convolution of a batch of
     ``size // 64`` 256-channel 16x16 maps (oneDNN's implicit GEMM, which runs a training step's convolutions and, under
-    bf16 autocast, its linear layers). They differ by CPU: on an AVX2 AMD EPYC core the two were within about 10 %; on an
-    AVX-512 AMD EPYC (Zen 5) core MKL's ``torch.mm`` gave 86 GFLOP/s in fp32 where the convolution gave 216, so a peak
-    from ``torch.mm`` alone put a training step's fp32 "utilisation" above 100 %.
+    bf16 autocast, its linear layers). They differ by CPU: on an AVX2 AMD EPYC core the two were within about 10 %; on
+    an AVX-512 AMD EPYC (Zen 5) core MKL's ``torch.mm`` gave 86 GFLOP/s in fp32 where the convolution gave 216, so a
+    peak from ``torch.mm`` alone put a training step's fp32 "utilisation" above 100 %.
 
     Where one product is slow (bf16 without AMX / AVX-512 BF16 is emulated: about 15x slower than fp32 on an AVX2 CPU),
     ``size`` is halved (down to 256) until ``repeats`` products fit in ``max_seconds``, so the measurement stays short;

@@ -20,8 +20,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_pretrain.py"
 STEP_KEYS = {"kind", "case", "dtype", "ours_img_s", "lightly_img_s", "ratio", "mfu", "gflops_per_image",
              "augment_img_s", "augment_headroom", "batch_size", "repeats"}  # fmt: skip
 TINY = ["--quick", "--backbones", "resnet18", "--sizes", "32", "--batch_size", "4", "--repeats", "1", "--steps", "1",
-        "--images", "8", "--aug_images", "8", "--accuracy_steps", "3", "--accuracy_size", "32", "--accuracy_heldout", "6",
-        "--threads", "1"]  # fmt: skip
+        "--images", "8", "--aug_images", "8", "--accuracy_steps", "3", "--accuracy_size", "32",
+        "--accuracy_heldout", "6", "--threads", "1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

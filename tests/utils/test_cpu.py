@@ -93,7 +93,8 @@ print(*[cycle() for _ in range(5)])
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_reuse_freed_memory_stops_the_page_faults_of_repeated_allocations():
     def faults(mode: str) -> list[int]:
-        out = subprocess.run([sys.executable, "-c", ALLOCATION_CYCLES, mode], capture_output=True, text=True, check=True)
+        command = [sys.executable, "-c", ALLOCATION_CYCLES, mode]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
         return [int(v) for v in out.stdout.split()]
 
     pages = 3 * (4 << 20) // 4096
