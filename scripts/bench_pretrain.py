@@ -17,8 +17,8 @@ Every case times its runners interleaved (each repeat runs ours-fp32, ours-fast 
 on real Kermany radiographs; a line reports medians over repeats and the median of the per-repeat (paired) ratios,
 which is robust to other jobs on a shared machine. The process starts with
 ``monai_moco.utils.cpu.reuse_freed_memory()`` as the pretraining bundles do (glibc keeps freed memory instead of
-page-faulting it in again each step; ``--glibc_malloc`` keeps the defaults): it applies to lightly's loop as much as
-to ours. JSON lines, one per result, with ``kind``:
+page-faulting it in again each step; ``--glibc_malloc`` keeps the defaults): it applies to lightly's loop too, which
+gains more from it than ours. JSON lines, one per result, with ``kind``:
 
 * ``peak``: this machine's matmul FLOP/s in fp32 and bf16 (``monai_moco.utils.benchmark.matmul_peak_flops``);
 * ``step``: one per (method, backbone, size, dtype): ``case``, ``dtype`` (``float32``: ours fp32 vs lightly fp32;
@@ -638,7 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     # as the pretraining bundles' initialize does; process-wide, so lightly's loop runs with it too
     args.reuse_freed_memory = not args.glibc_malloc and reuse_freed_memory()
-    images = load_images(args.data_dir, args.images)
+    accuracy = "accuracy" not in args.skip and args.accuracy_steps > 0
+    # one read of the radiographs: the first --images for every case, the next --accuracy_heldout held out
+    pool = load_images(args.data_dir, args.images + (args.accuracy_heldout if accuracy else 0))
+    images, heldout = pool[: args.images], pool[args.images :]
+    if accuracy and len(heldout) == 0:
+        raise ValueError(f"{args.data_dir} has no training radiographs left after --images {args.images} to hold out")
     peaks = {"float32": matmul_peak_flops(torch.float32), "bfloat16": matmul_peak_flops(torch.bfloat16)}
     if "peak" not in args.skip:
         print_json_line(
@@ -660,11 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for backbone in args.backbones:
                 for method in args.methods:
                     bench_step(method, backbone, size, images, args, lightly, peaks, augment[size])
-    if "accuracy" not in args.skip and args.accuracy_steps > 0:
-        pool = load_images(args.data_dir, args.images + args.accuracy_heldout)
-        if len(pool) <= len(images):
-            raise ValueError(f"{args.data_dir} has no training radiographs left after --images {args.images} to hold out")
-        bench_accuracy(images, pool[len(images) :], args)
+    if accuracy:
+        bench_accuracy(images, heldout, args)
     return 0
 
 
