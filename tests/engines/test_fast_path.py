@@ -1,5 +1,5 @@
-"""Tests for the engines' speed options measured by scripts/bench_pretrain.py: ``channels_last``, and MoCo's ShuffleBN
-skipped for a key encoder without BatchNorm."""
+"""Tests for the engines' speed options measured by scripts/bench_pretrain.py: ``channels_last`` (with torch's SGD and
+with ``FlatViewSGD``'s fused step), and MoCo's ShuffleBN skipped for a key encoder without BatchNorm."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ignite.engine import Events
 from monai.utils import set_determinism
 
 from monai_moco.engines import MoCoTrainer, SimCLRTrainer
+from monai_moco.optimizers import FlatViewSGD
 from monai_moco.transforms.ssl import BatchedTwoView
 from monai_moco.utils.dist import forward_shuffled
 
@@ -22,11 +23,11 @@ def _conv_weights(module: torch.nn.Module) -> list[torch.Tensor]:
     return [m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
 
 
-def _run(method: str, tiny_encoder, view_batches, channels_last: bool, from_images: bool):
+def _run(method: str, tiny_encoder, view_batches, channels_last: bool, from_images: bool, flat_sgd: bool = False):
     set_determinism(seed=0)
     net = tiny_encoder()
     params = list(net.parameters())
-    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    opt = FlatViewSGD(params, lr=0.1, momentum=0.9, fused=True) if flat_sgd else torch.optim.SGD(params, lr=0.1, momentum=0.9)
     batches = view_batches(n_batches=3, batch_size=8, size=24)
     kwargs = {}
     if from_images:
@@ -46,8 +47,11 @@ def _run(method: str, tiny_encoder, view_batches, channels_last: bool, from_imag
 
 @pytest.mark.parametrize("method", list(ENGINES))
 @pytest.mark.parametrize("from_images", [False, True])
-def test_channels_last_converts_network_and_views_and_trains_the_same(method, from_images, tiny_encoder, view_batches):
-    trainer, params, seen, losses = _run(method, tiny_encoder, view_batches, True, from_images)
+@pytest.mark.parametrize("flat_sgd", [False, True])
+def test_channels_last_converts_network_and_views_and_trains_the_same(
+    method, from_images, flat_sgd, tiny_encoder, view_batches
+):
+    trainer, params, seen, losses = _run(method, tiny_encoder, view_batches, True, from_images, flat_sgd)
     # the network was converted in place: the optimizer still holds the network's parameters
     assert [id(p) for p in trainer.network.parameters()] == [id(p) for p in params]
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in _conv_weights(trainer.network))
@@ -60,6 +64,8 @@ def test_channels_last_converts_network_and_views_and_trains_the_same(method, fr
     assert losses == pytest.approx(losses_ref, rel=1e-4, abs=1e-5)  # only the memory layout differs
     for a, b in zip(trainer.network.parameters(), reference.network.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for w in _conv_weights(trainer.network):  # the momentum buffers keep the weights' channels-last layout
+        assert trainer.optimizer.state[w]["momentum_buffer"].stride() == w.stride()
 
 
 @pytest.mark.parametrize("batch_norm", [True, False])
