@@ -270,7 +270,8 @@ class ContrastiveTrainer(Trainer):
         event_names: extra ignite events to register.
         event_to_attr: event-to-state-attribute mapping for ``event_names``.
         decollate: decollate batch and output (default False: the output is already a dict of scalars).
-        optim_set_to_none: ``optimizer.zero_grad(set_to_none=...)``.
+        optim_set_to_none: ``optimizer.zero_grad(set_to_none=...)``; default True, torch's default, so backward writes
+            fresh gradients instead of adding to zero-filled ones (MONAI's trainers default to False).
         to_kwargs: extra ``Tensor.to`` arguments for ``prepare_batch``.
 
     Raises:
@@ -305,7 +306,7 @@ class ContrastiveTrainer(Trainer):
         event_names: list[str | EventEnum | type[EventEnum]] | None = None,
         event_to_attr: dict | None = None,
         decollate: bool = False,
-        optim_set_to_none: bool = False,
+        optim_set_to_none: bool = True,
         to_kwargs: dict | None = None,
     ) -> None:
         if accumulation_steps < 1:
