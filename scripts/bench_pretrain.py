@@ -4,7 +4,8 @@ engines side by side with a reference assembled from lightly's public building b
 Methods: MoCo-v2 (He et al., CVPR 2020; Chen et al., arXiv:2003.04297) and SimCLR (Chen et al., ICML 2020).
 Ours is ``monai_moco.engines.MoCoTrainer`` / ``SimCLRTrainer`` with ``BatchedTwoView`` as the on-device view
 transform, in fp32 and in our fast path (bf16 autocast where the CPU has native bf16, channels-last convolutions, a
-fused optimizer step, ``torch.compile`` with ``--compile``). The reference is the training loop of lightly's own
+fused optimizer step that does not copy channels-last weights (``monai_moco.optimizers.FlatViewSGD``),
+``torch.compile`` with ``--compile``). The reference is the training loop of lightly's own
 examples (``examples/pytorch/moco.py``, ``simclr.py``): lightly's ``MoCoProjectionHead`` / ``SimCLRProjectionHead``,
 ``NTXentLoss`` (with a memory bank for MoCo), ``update_momentum`` and ``deactivate_requires_grad``, in fp32, with the
 same backbone (``monai_moco.networks.nets.build_backbone``), batch, image size, optimizer and augmentation
@@ -67,6 +68,7 @@ from monai_moco.losses import InfoNCELoss, NTXentLoss  # noqa: E402
 from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead, SimCLRProjectionHead  # noqa: E402
 from monai_moco.networks.nets import build_backbone  # noqa: E402
 from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder  # noqa: E402
+from monai_moco.optimizers import FlatViewSGD  # noqa: E402
 from monai_moco.transforms.ssl import BatchedTwoView  # noqa: E402
 from monai_moco.utils.benchmark import (  # noqa: E402
     count_flops,
@@ -105,12 +107,14 @@ def autocast_dtype(trainer: ContrastiveTrainer) -> str:
 
 
 def make_optimizer(params: Any, fast: bool) -> torch.optim.Optimizer:
-    """MoCo v2's SGD (momentum 0.9, weight decay 1e-4); the fast path uses the fused (else foreach) kernel."""
+    """MoCo v2's SGD (momentum 0.9, weight decay 1e-4); the fast path uses ``FlatViewSGD``'s fused (else foreach)
+    kernel, which steps channels-last weights without copying them."""
     if fast:
+        params = list(params)
         try:
-            return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, fused=True)
+            return FlatViewSGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, fused=True)
         except (RuntimeError, ValueError):
-            return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, foreach=True)
+            return FlatViewSGD(params, lr=LR, momentum=0.9, weight_decay=1e-4, foreach=True)
     return torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4)
 
 
