@@ -173,9 +173,9 @@ class FlatViewSGD(torch.optim.SGD):
             if not params:
                 continue
             # torch's fused CPU kernel treats every tensor as contiguous (a strided slice is updated at the wrong
-            # elements), so tensors that could not be flattened take the foreach/loop kernel unless a fused
-            # GradScaler step needs the fused one
-            fused = group["fused"] and (flattened or grad_scale is not None)
+            # elements), so tensors that could not be flattened take the foreach/loop kernel unless a GradScaler step
+            # (grad_scale / found_inf, which only the fused kernel takes) needs the fused one
+            fused = group["fused"] and (flattened or grad_scale is not None or found_inf is not None)
             sgd(
                 tensors,
                 grads,

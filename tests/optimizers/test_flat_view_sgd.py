@@ -152,3 +152,29 @@ def test_flat_view(make, dense):
     torch.testing.assert_close(view.sort().values, tensor.reshape(-1).sort().values)  # the same elements
     view.zero_()
     assert float(tensor.abs().sum()) == 0.0  # and the same memory
+
+
+@pytest.mark.parametrize("unscale_first", [False, True])
+def test_grad_scaler_fused_step_matches_torch_and_skips_inf(unscale_first):
+    results = []
+    for optimizer_class in (torch.optim.SGD, FlatViewSGD):
+        net = _net(True)
+        opt = optimizer_class(net.parameters(), lr=0.1, momentum=0.9, fused=True)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(3):
+            x = torch.rand(4, 3, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+            opt.zero_grad()
+            scaler.scale(net(x).pow(2).mean()).backward()
+            if step == 1:  # an overflow: the step is skipped and the scale lowered
+                net[0].weight.grad[0, 0, 0, 0] = float("inf")
+                before = [p.detach().clone() for p in net.parameters()]
+            if unscale_first:  # as ContrastiveTrainer does before measuring/clipping the gradient norm
+                scaler.unscale_(opt)
+            scaler.step(opt)
+            scaler.update()
+            if step == 1:
+                assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        results.append([p.detach().clone() for p in net.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
