@@ -447,19 +447,46 @@ def bench_accuracy(images: torch.Tensor, heldout: torch.Tensor, args: argparse.N
         )
 
 
+# what makes two step lines of a case the same measurement (so several runs of it are summarised together)
+RUN_CONFIG = ("dtype", "batch_size", "steps_per_repeat", "lightly_augment", "simclr_views", "channels_last", "compile")
+# the fields of a case summarised over runs by their median
+RUN_MEDIANS = ("ours_img_s", "lightly_img_s", "ratio", "mfu", "achieved_gflop_s", "augment_img_s", "augment_headroom")
+
+
+def summarise_runs(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One step line for several runs of the same case and path: the last line with ``RUN_MEDIANS`` replaced by
+    their median over the runs, plus ``runs`` (how many) and ``run_ratios`` (each run's ratio, in order)."""
+    out = dict(group[-1])
+    for key in RUN_MEDIANS:
+        values = [float(d[key]) for d in group if d.get(key) is not None]
+        out[key] = median(values) if values else None
+    out["runs"] = len(group)
+    out["run_ratios"] = [d.get("ratio") for d in group]
+    return out
+
+
 def step_lines_by_case(lines: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``case -> path ("float32" | "fast") -> step line``, in first-seen case order; a later line of a case and path
-    replaces an earlier one (so a re-run appended to a saved file wins)."""
-    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    """``case -> path ("float32" | "fast") -> step line``, in first-seen case order.
+
+    Lines of a case and path from several runs with the same ``RUN_CONFIG`` are summarised by ``summarise_runs``
+    (the median over runs, as the README tables report); a line whose configuration differs from the earlier lines of
+    its case and path (a re-run with other options appended to a saved file) replaces them.
+    """
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for d in lines:
-        if d.get("kind") == "step":
-            by_case.setdefault(d["case"], {})[d["path"]] = d
-    return by_case
+        if d.get("kind") != "step":
+            continue
+        group = groups.setdefault(d["case"], {}).setdefault(d["path"], [])
+        if group and [group[-1].get(k) for k in RUN_CONFIG] != [d.get(k) for k in RUN_CONFIG]:
+            group.clear()
+        group.append(d)
+    return {case: {path: summarise_runs(g) for path, g in paths.items()} for case, paths in groups.items()}
 
 
 def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
-    """The README tables of a run's JSON lines: training steps (ours fp32 and fast path vs lightly fp32, MFU,
-    augmentation headroom), augmentation, short-run accuracy.
+    """The README tables of the JSON lines of one or more runs: training steps (ours fp32 and fast path vs lightly fp32,
+    MFU, augmentation headroom; with several runs of a case the median over runs and, beside each ratio, the lowest
+    and highest run), augmentation, short-run accuracy.
 
     Args:
         lines: the parsed JSON lines of one or more runs.
@@ -475,20 +502,25 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
     out = []
     if by_case:
         out += [
-            "| case | batch | repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | ratio | "
+            "| case | batch | runs x repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | ratio | "
             "MFU fp32 | MFU fast | augment / step |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+
+        def fmt(v: Any, spec: str = ".3g", unit: str = "") -> str:
+            return "-" if v is None else format(v, spec) + unit
+
+        def ratio(line: dict[str, Any]) -> str:  # the median, and with several runs the lowest and highest run
+            runs = [r for r in line.get("run_ratios", []) if r is not None]
+            spread = f" ({min(runs):.2f}-{max(runs):.2f})" if len(runs) > 1 else ""
+            return fmt(line.get("ratio"), ".2f", "x") + spread
+
         for name, paths in by_case.items():
             f32, fast = paths.get("float32", {}), paths.get("fast", {})
-
-            def fmt(v: Any, spec: str = ".3g", unit: str = "") -> str:
-                return "-" if v is None else format(v, spec) + unit
-
             out.append(
-                f"| {name} | {f32.get('batch_size')} | {f32.get('repeats')} | {fmt(f32.get('lightly_img_s'))} | "
-                f"{fmt(f32.get('ours_img_s'))} | {fmt(f32.get('ratio'), '.2f', 'x')} | {fmt(fast.get('ours_img_s'))} "
-                f"({fast.get('dtype')}) | {fmt(fast.get('ratio'), '.2f', 'x')} | {fmt(f32.get('mfu'), '.0%')} | "
+                f"| {name} | {f32.get('batch_size')} | {f32.get('runs')} x {f32.get('repeats')} | "
+                f"{fmt(f32.get('lightly_img_s'))} | {fmt(f32.get('ours_img_s'))} | {ratio(f32)} | "
+                f"{fmt(fast.get('ours_img_s'))} ({fast.get('dtype')}) | {ratio(fast)} | {fmt(f32.get('mfu'), '.0%')} | "
                 f"{fmt(fast.get('mfu'), '.0%')} | {fmt(fast.get('augment_headroom'), '.1f', 'x')} |"
             )
     for d in lines:
@@ -517,11 +549,12 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
 
 
 def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Bar chart of the ``step`` lines' ratios to lightly's fp32 (ours fp32 and our fast path per case), with the
-    speed targets (1x for fp32, 2x for the fast path) drawn as lines; written atomically.
+    """Bar chart of the ``step`` lines' ratios to lightly's fp32 (ours fp32 and our fast path per case; with several
+    runs the median, whiskers at the lowest and highest run), with the speed targets (1x for fp32, 2x for the fast
+    path) drawn as lines; written atomically.
 
     Args:
-        lines: parsed JSON lines (other kinds are ignored; a later line of a case replaces an earlier one).
+        lines: parsed JSON lines (other kinds are ignored; several runs of a case as in ``step_lines_by_case``).
         path: the image file (``.png``; any matplotlib format by extension).
         title: the figure title (e.g. the machine).
 
@@ -541,10 +574,10 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
     from matplotlib.figure import Figure
 
     by_case = {
-        case: {path: float(d["ratio"]) for path, d in paths.items() if d.get("ratio") is not None}
+        case: {path: d for path, d in paths.items() if d.get("ratio") is not None}
         for case, paths in step_lines_by_case(lines).items()
     }
-    by_case = {case: ratios for case, ratios in by_case.items() if ratios}
+    by_case = {case: paths for case, paths in by_case.items() if paths}
     if not by_case:
         raise ValueError("plot_ratios: no 'step' line with a lightly ratio (was the run --ours_only?).")
     cases = list(by_case)
@@ -555,12 +588,18 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
         (("float32", "ours fp32", "#4c72b0"), ("fast", "ours fast path", "#dd8452"))
     ):
         ys = [i + (offset - 0.5) * height for i in range(len(cases))]
-        ax.barh(ys, [by_case[c].get(path_name, 0.0) for c in cases], height=height, label=label, color=color)
+        found = [by_case[c].get(path_name) for c in cases]
+        values = [float(d["ratio"]) if d else 0.0 for d in found]
+        runs = [[r for r in (d or {}).get("run_ratios", []) if r is not None] for d in found]
+        low = [v - min(r) if len(r) > 1 else 0.0 for v, r in zip(values, runs)]
+        high = [max(r) - v if len(r) > 1 else 0.0 for v, r in zip(values, runs)]
+        errors = [low, high] if any(low) or any(high) else None  # the lowest and highest of several runs
+        ax.barh(ys, values, height=height, label=label, color=color, xerr=errors, error_kw={"lw": 0.8, "capsize": 2})
     ax.axvline(1.0, color="black", lw=1, ls="--", label="1x (fp32 target)")
     ax.axvline(2.0, color="grey", lw=1, ls=":", label="2x (fast-path target)")
     ax.set_yticks(range(len(cases)), cases, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("training-step throughput / lightly's fp32 reference (median of paired repeats)")
+    ax.set_xlabel("training-step throughput / lightly's fp32 reference (median; whiskers: lowest and highest run)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -81,7 +81,7 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
     )
 
     table = bench.markdown_table(lines).splitlines()
-    assert table[0].startswith("| case |") and table[2].startswith(f"| {method}_resnet18_32 | 4 | 1 |")
+    assert table[0].startswith("| case |") and table[2].startswith(f"| {method}_resnet18_32 | 4 | 1 x 1 |")
     assert any(t.startswith("augmentation at 32 px") for t in table) and any(t.startswith(acc["case"]) for t in table)
     assert any(t.startswith("held-out top-1 over 6 images (groups of 4), seeds [0]") for t in table)
 
@@ -104,8 +104,30 @@ def test_table_and_plot_of_saved_lines(bench, tmp_path, capsys):
     png = tmp_path / "figs" / "ratios.png"
     assert bench.main(["--table", str(saved), "--plot", str(png), "--plot_title", "test machine"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[2].startswith("| moco_resnet18_128 | 16 | 3 |") and "0.90x" in table[2] and "1.20x" in table[2]
+    assert table[2].startswith("| moco_resnet18_128 | 16 | 1 x 3 |") and "0.90x" in table[2] and "1.20x" in table[2]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in png.parent.iterdir()] == ["ratios.png"]
     with pytest.raises(ValueError, match="ours_only"):
         bench.plot_ratios([{**lines[0], "ratio": None}], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_several_runs_are_summarised_by_their_median_and_other_options_replace(bench, tmp_path):
+    def step(path: str, ratio: float, ours: float, **extra) -> dict:
+        return {"kind": "step", "case": "simclr_resnet18_128", "path": path, "dtype": "float32", "batch_size": 16,
+                "repeats": 3, "ratio": ratio, "ours_img_s": ours, "lightly_img_s": 10.0, "mfu": ratio / 2, **extra}  # fmt: skip
+
+    runs = [step("float32", r, o) for r, o in ((0.9, 9.0), (1.1, 11.0), (0.95, 9.5))]
+    runs += [step("fast", r, o) for r, o in ((1.8, 18.0), (2.2, 22.0), (2.0, 20.0))]
+    summary = bench.step_lines_by_case(runs)["simclr_resnet18_128"]
+    assert summary["float32"]["ratio"] == 0.95 and summary["float32"]["ours_img_s"] == 9.5
+    assert summary["float32"]["runs"] == 3 and summary["float32"]["run_ratios"] == [0.9, 1.1, 0.95]
+    assert summary["fast"]["ratio"] == 2.0 and summary["fast"]["mfu"] == 1.0
+    row = bench.markdown_table(runs).splitlines()[2]
+    assert row.startswith("| simclr_resnet18_128 | 16 | 3 x 3 |") and "0.95x (0.90-1.10)" in row and "2.00x (1.80-2.20)" in row
+
+    # a re-run with another option (SimCLR's joint batch) appended to the file replaces the earlier runs of the case
+    rerun = step("float32", 1.3, 13.0, simclr_views="joint")
+    summary = bench.step_lines_by_case([*runs, rerun])["simclr_resnet18_128"]
+    assert summary["float32"]["ratio"] == 1.3 and summary["float32"]["runs"] == 1 and summary["fast"]["runs"] == 3
+    png = bench.plot_ratios(runs, tmp_path / "runs.png")  # whiskers from the runs
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
