@@ -599,9 +599,9 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
     ax.axvline(2.0, color="grey", lw=1, ls=":", label="2x (fast-path target)")
     ax.set_yticks(range(len(cases)), cases, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("training-step throughput / lightly's fp32 reference (median; whiskers: lowest and highest run)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("step throughput / lightly's fp32 (median; whiskers: lowest and highest run)", fontsize=9)
+    ax.set_title(title, fontsize=9, pad=18)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)  # above the bars
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp))
 
