@@ -591,8 +591,8 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
         found = [by_case[c].get(path_name) for c in cases]
         values = [float(d["ratio"]) if d else 0.0 for d in found]
         runs = [[r for r in (d or {}).get("run_ratios", []) if r is not None] for d in found]
-        low = [v - min(r) if len(r) > 1 else 0.0 for v, r in zip(values, runs)]
-        high = [max(r) - v if len(r) > 1 else 0.0 for v, r in zip(values, runs)]
+        low = [v - min(r) if len(r) > 1 else 0.0 for v, r in zip(values, runs, strict=True)]
+        high = [max(r) - v if len(r) > 1 else 0.0 for v, r in zip(values, runs, strict=True)]
         errors = [low, high] if any(low) or any(high) else None  # the lowest and highest of several runs
         ax.barh(ys, values, height=height, label=label, color=color, xerr=errors, error_kw={"lw": 0.8, "capsize": 2})
     ax.axvline(1.0, color="black", lw=1, ls="--", label="1x (fp32 target)")

@@ -23,7 +23,7 @@ __all__ = ["FlatViewSGD", "flat_view"]
 
 def _layout(tensor: torch.Tensor) -> tuple[tuple[int, int], ...]:
     """The (size, stride) pairs of the dimensions longer than 1, which alone decide the order of the elements."""
-    return tuple((size, stride) for size, stride in zip(tensor.shape, tensor.stride()) if size != 1)
+    return tuple((size, stride) for size, stride in zip(tensor.shape, tensor.stride(), strict=True) if size != 1)
 
 
 def flat_view(tensor: torch.Tensor) -> torch.Tensor | None:
@@ -193,7 +193,7 @@ class FlatViewSGD(torch.optim.SGD):
                 found_inf=found_inf,
             )
             if use_momentum:
-                for p, buf in zip(params, bufs):
+                for p, buf in zip(params, bufs, strict=True):
                     if buf is not None and flattened:
                         buf = buf.as_strided(p.size(), p.stride(), buf.storage_offset())  # back to p's layout
                     self.state[p]["momentum_buffer"] = buf

@@ -48,7 +48,7 @@ def test_same_trajectory_as_torch_sgd(kernel, hyper, channels_last):
     ref = _train(ref_net, torch.optim.SGD(ref_net.parameters(), lr=0.1, **hyper, **kernel), 4, channels_last)
     ours_opt = FlatViewSGD(net.parameters(), lr=0.1, **hyper, **kernel)
     ours = _train(net, ours_opt, 4, channels_last)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     conv_weight = net[0].weight
     assert conv_weight.is_contiguous(memory_format=torch.channels_last) == channels_last  # layout kept
@@ -71,7 +71,7 @@ def test_state_dict_round_trip_resumes_identically():
     resumed_net.load_state_dict(ckpt["net"])
     resumed_opt = FlatViewSGD(resumed_net.parameters(), lr=0.1, momentum=0.9, fused=True)
     resumed_opt.load_state_dict(ckpt["opt"])
-    for a, b in zip(_train(resumed_net, resumed_opt, 2, True), uninterrupted):
+    for a, b in zip(_train(resumed_net, resumed_opt, 2, True), uninterrupted, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -85,7 +85,7 @@ def test_buffer_from_another_layout_is_relaid_once():
     ref_net = _net(True)
     ref = torch.optim.SGD(ref_net.parameters(), lr=0.1, momentum=0.9, foreach=False)  # torch's fused kernel errs here
     ref.load_state_dict(copy.deepcopy(opt.state_dict()))
-    for a, b in zip(_train(cl_net, ours, 2, True), _train(ref_net, ref, 2, True)):
+    for a, b in zip(_train(cl_net, ours, 2, True), _train(ref_net, ref, 2, True), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     weight = cl_net[0].weight
     assert ours.state[weight]["momentum_buffer"].stride() == weight.stride()
@@ -174,7 +174,7 @@ def test_grad_scaler_fused_step_matches_torch_and_skips_inf(unscale_first):
             scaler.step(opt)
             scaler.update()
             if step == 1:
-                assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+                assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
         results.append([p.detach().clone() for p in net.parameters()])
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
