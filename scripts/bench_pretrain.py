@@ -455,13 +455,16 @@ RUN_MEDIANS = ("ours_img_s", "lightly_img_s", "ratio", "mfu", "achieved_gflop_s"
 
 def summarise_runs(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One step line for several runs of the same case and path: the last line with ``RUN_MEDIANS`` replaced by
-    their median over the runs, plus ``runs`` (how many) and ``run_ratios`` (each run's ratio, in order)."""
+    their median over the runs, plus ``runs`` (how many), ``run_ratios`` (each run's ratio, in order) and
+    ``ratio_range`` (the lowest and highest run's ratio, or None with fewer than two ratios)."""
     out = dict(group[-1])
     for key in RUN_MEDIANS:
         values = [float(d[key]) for d in group if d.get(key) is not None]
         out[key] = median(values) if values else None
     out["runs"] = len(group)
     out["run_ratios"] = [d.get("ratio") for d in group]
+    ratios = [float(r) for r in out["run_ratios"] if r is not None]
+    out["ratio_range"] = (min(ratios), max(ratios)) if len(ratios) > 1 else None
     return out
 
 
@@ -502,8 +505,8 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
     out = []
     if by_case:
         out += [
-            "| case | batch | runs x repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | ratio | "
-            "MFU fp32 | MFU fast | augment / step |",
+            "| case | batch | runs x repeats | lightly fp32 img/s | ours fp32 img/s | ratio | ours fast img/s | "
+            "ratio | MFU fp32 | MFU fast | augment / step |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
 
@@ -511,9 +514,8 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
             return "-" if v is None else format(v, spec) + unit
 
         def ratio(line: dict[str, Any]) -> str:  # the median, and with several runs the lowest and highest run
-            runs = [r for r in line.get("run_ratios", []) if r is not None]
-            spread = f" ({min(runs):.2f}-{max(runs):.2f})" if len(runs) > 1 else ""
-            return fmt(line.get("ratio"), ".2f", "x") + spread
+            span = line.get("ratio_range")
+            return fmt(line.get("ratio"), ".2f", "x") + (f" ({span[0]:.2f}-{span[1]:.2f})" if span else "")
 
         for name, paths in by_case.items():
             f32, fast = paths.get("float32", {}), paths.get("fast", {})
@@ -588,11 +590,11 @@ def plot_ratios(lines: Sequence[dict[str, Any]], path: str | Path, title: str = 
         (("float32", "ours fp32", "#4c72b0"), ("fast", "ours fast path", "#dd8452"))
     ):
         ys = [i + (offset - 0.5) * height for i in range(len(cases))]
-        found = [by_case[c].get(path_name) for c in cases]
-        values = [float(d["ratio"]) if d else 0.0 for d in found]
-        runs = [[r for r in (d or {}).get("run_ratios", []) if r is not None] for d in found]
-        low = [v - min(r) if len(r) > 1 else 0.0 for v, r in zip(values, runs, strict=True)]
-        high = [max(r) - v if len(r) > 1 else 0.0 for v, r in zip(values, runs, strict=True)]
+        found = [by_case[c].get(path_name) or {} for c in cases]
+        values = [float(d.get("ratio", 0.0)) for d in found]
+        spans = [d.get("ratio_range") or (v, v) for d, v in zip(found, values, strict=True)]
+        low = [v - span[0] for v, span in zip(values, spans, strict=True)]
+        high = [span[1] - v for v, span in zip(values, spans, strict=True)]
         errors = [low, high] if any(low) or any(high) else None  # the lowest and highest of several runs
         ax.barh(ys, values, height=height, label=label, color=color, xerr=errors, error_kw={"lw": 0.8, "capsize": 2})
     ax.axvline(1.0, color="black", lw=1, ls="--", label="1x (fp32 target)")

@@ -88,33 +88,6 @@ class FlatViewSGD(torch.optim.SGD):
         optimizer.step()  # no copy of the channels-last weights
     """
 
-    def __init__(
-        self,
-        params: torch.optim.optimizer.ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        fused: bool | None = None,
-    ) -> None:
-        super().__init__(
-            params,
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-            differentiable=differentiable,
-            fused=fused,
-        )
-
     def _buffer_for(self, param: torch.Tensor) -> torch.Tensor | None:
         """The momentum buffer of ``param`` in ``param``'s layout (re-laid out once if it came in another)."""
         state = self.state[param]
@@ -151,25 +124,20 @@ class FlatViewSGD(torch.optim.SGD):
         """The update of one parameter group: dense tensors through 1-D views, the others as they are."""
         use_momentum = group["momentum"] != 0
         grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
-        # [params, tensors, grads, buffers, flattened] of the 1-D views, then of the tensors passed as they are
-        parts: list[tuple[list, list, list, list, bool]] = [([], [], [], [], True), ([], [], [], [], False)]
+        # flattened -> (params, the tensors passed to the kernel, their gradients, their momentum buffers)
+        parts: dict[bool, tuple[list, list, list, list]] = {True: ([], [], [], []), False: ([], [], [], [])}
         for p in group["params"]:
             if p.grad is None:
                 continue
             buf = self._buffer_for(p) if use_momentum else None
             p_view, g_view = flat_view(p), flat_view(p.grad)
-            if p_view is not None and g_view is not None and _layout(p.grad) == _layout(p):
-                params, tensors, grads, bufs, _ = parts[0]
-                tensors.append(p_view)
-                grads.append(g_view)
-                bufs.append(None if buf is None else flat_view(buf))
-            else:
-                params, tensors, grads, bufs, _ = parts[1]
-                tensors.append(p)
-                grads.append(p.grad)
-                bufs.append(buf)
+            flat = p_view is not None and g_view is not None and _layout(p.grad) == _layout(p)
+            params, tensors, grads, bufs = parts[flat]
             params.append(p)
-        for params, tensors, grads, bufs, flattened in parts:
+            tensors.append(p_view if flat else p)
+            grads.append(g_view if flat else p.grad)
+            bufs.append(flat_view(buf) if flat and buf is not None else buf)
+        for flattened, (params, tensors, grads, bufs) in parts.items():
             if not params:
                 continue
             # torch's fused CPU kernel treats every tensor as contiguous (a strided slice is updated at the wrong
