@@ -99,3 +99,27 @@ def test_moco_vit_readme_main_command(bundles, repo_kermany, tmp_path):
     assert ckpt["trainer"]["iteration"] == 2
     losses = [v for _, v in bundles.tensorboard_scalars(out / "tensorboard")["train/loss"]]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("name", ["moco_vit", "simclr_vit_topk"])
+def test_vit_bundles_pass_compile_to_the_trainer(bundles, name):
+    """The ViT bundles' top-level ``compile`` id (default off) is what their trainer receives."""
+    config = json.loads((bundles.dir / name / "train.json").read_text())
+    assert config["compile"] is False
+    assert config["train"]["trainer"]["compile"] == "@compile", config["train"]["trainer"]
+
+
+def test_moco_vit_bundle_runs_compiled(bundles, kermany_dir, tmp_path):
+    """``--compile true`` trains through ``torch.compile`` (inductor) and still saves un-prefixed module keys."""
+    out = tmp_path / "moco_vit_compiled"
+    cmd = bundles.command(
+        ["bundles/moco_vit/train.json", "bundles/moco_vit/cpu.json"],
+        bundles.tiny_overrides(kermany_dir, out, compile=True, monitor=False),
+    )
+    bundles.run(cmd)
+    ckpt = bundles.load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["trainer"]["iteration"] == 2
+    assert not [k for k in ckpt["network"] if "_orig_mod" in k], sorted(ckpt["network"])[:5]
+    assert not [k for k in ckpt["momentum_network"] if "_orig_mod" in k], sorted(ckpt["momentum_network"])[:5]
+    losses = [v for _, v in bundles.tensorboard_scalars(out / "tensorboard")["train/loss"]]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses), losses
