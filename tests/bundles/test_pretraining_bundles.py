@@ -110,7 +110,7 @@ def test_vit_bundles_pass_compile_to_the_trainer(bundles, name):
 
 
 def test_moco_vit_bundle_runs_compiled(bundles, kermany_dir, tmp_path):
-    """``--compile true`` trains through ``torch.compile`` (inductor) and still saves un-prefixed module keys."""
+    """``--compile True`` trains through ``torch.compile`` (inductor) and still saves un-prefixed module keys."""
     out = tmp_path / "moco_vit_compiled"
     cmd = bundles.command(
         ["bundles/moco_vit/train.json", "bundles/moco_vit/cpu.json"],
