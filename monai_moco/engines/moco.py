@@ -22,7 +22,14 @@ from torch.utils.data import DataLoader
 
 from monai_moco.engines.contrastive import ContrastiveTrainer
 from monai_moco.losses import InfoNCELoss, MemoryQueue
-from monai_moco.utils.dist import cosine_schedule, forward_shuffled, is_dist_initialized, update_momentum
+from monai_moco.networks.blocks import SplitBatchNorm
+from monai_moco.utils.dist import (
+    cosine_schedule,
+    forward_shuffled,
+    get_world_size,
+    is_dist_initialized,
+    update_momentum,
+)
 
 __all__ = ["MoCoTrainer", "SHUFFLE_BN_MODES"]
 
@@ -69,11 +76,13 @@ class MoCoTrainer(ContrastiveTrainer):
         queue_dim: embedding width for a new queue; default: read from the network.
         momentum: momentum of the key encoder (0.999 in MoCo).
         momentum_end: if given, the momentum follows a cosine ramp from ``momentum`` to this over all iterations.
-        shuffle_bn: ``"shuffle"`` (ShuffleBN: the key batch is shuffled across GPUs, or, in one process, forwarded in
-            ``shuffle_splits`` random sub-batches; skipped for a key encoder without BatchNorm, where it changes
-            nothing), ``"sync"`` (SyncBatchNorm under DDP on GPU; plain in one process) or
-            ``"none"``.
-        shuffle_splits: sub-batches for single-process ShuffleBN.
+        shuffle_bn: ``"shuffle"`` (ShuffleBN: the key batch is shuffled across GPUs, or, in one process, shuffled and
+            normalised by every BatchNorm of the key encoder in ``shuffle_splits`` sub-batches with their own
+            statistics (:class:`~monai_moco.networks.blocks.SplitBatchNorm`, so the other layers run once on the
+            whole batch); skipped for a key encoder without BatchNorm, where it changes nothing), ``"sync"``
+            (SyncBatchNorm under DDP on GPU; plain in one process) or ``"none"``.
+        shuffle_splits: sub-batches for single-process ShuffleBN (``>= 1``); decided when the trainer is built: in a
+            process group of several ranks the cross-rank shuffle is used instead.
         symmetric: also use view2 as query and view1 as key, average the two losses.
         kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
             compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch,
@@ -81,9 +90,9 @@ class MoCoTrainer(ContrastiveTrainer):
             event_names, event_to_attr, decollate, optim_set_to_none, to_kwargs).
 
     Raises:
-        ValueError: for an unknown ``shuffle_bn``, ``momentum``/``momentum_end`` outside [0, 1], ``shuffle_bn="sync"``
-            on CPU under torch.distributed, or no ``queue_dim`` and no integer ``out_features`` on the network (a
-            queue of the wrong width fails at the first step).
+        ValueError: for an unknown ``shuffle_bn``, ``shuffle_splits < 1``, ``momentum``/``momentum_end`` outside [0, 1],
+            ``shuffle_bn="sync"`` on CPU under torch.distributed, or no ``queue_dim`` and no integer ``out_features``
+            on the network (a queue of the wrong width fails at the first step).
 
     Example::
 
@@ -139,6 +148,8 @@ class MoCoTrainer(ContrastiveTrainer):
             raise ValueError(f"momentum and momentum_end must be in [0, 1], got {momentum!r}, {momentum_end!r}.")
         self.shuffle_bn = look_up_option(shuffle_bn, SHUFFLE_BN_MODES)
         self.shuffle_splits = int(shuffle_splits)
+        if self.shuffle_splits < 1:
+            raise ValueError(f"shuffle_splits must be >= 1, got {shuffle_splits!r}.")
         self.symmetric = symmetric
         self.momentum = momentum
         self.momentum_end = momentum_end
@@ -164,6 +175,10 @@ class MoCoTrainer(ContrastiveTrainer):
         self._key_has_batch_norm = any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.momentum_network.modules()
         )
+        if self.shuffle_bn == "shuffle" and self._key_has_batch_norm and get_world_size() == 1:
+            # one process: the sub-batches of emulated ShuffleBN are split inside each BatchNorm (same keys and running
+            # statistics as forwarding the sub-batches one by one, with the other layers run once on the whole batch)
+            self.momentum_network = SplitBatchNorm.convert_split_batchnorm(self.momentum_network, self.shuffle_splits)
         self._momentum_fn = self.maybe_compile(self.momentum_network)
 
         if isinstance(queue_size, MemoryQueue):
@@ -202,7 +217,7 @@ class MoCoTrainer(ContrastiveTrainer):
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             if self.shuffle_bn == "shuffle" and self._key_has_batch_norm:
-                k = forward_shuffled(self._momentum_fn, x, num_splits=self.shuffle_splits)
+                k = forward_shuffled(self._momentum_fn, x)
             else:
                 k = self._momentum_fn(x)
         return F.normalize(k.float(), dim=1)

@@ -196,41 +196,31 @@ def batch_unshuffle(x: torch.Tensor, idx_unshuffle: torch.Tensor) -> torch.Tenso
 def forward_shuffled(
     module: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
-    num_splits: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """MoCo key-encoder forward with shuffled BatchNorm (He et al. 2020, section 3.3), without gradient.
 
     Shuffles the batch (:func:`batch_shuffle`), runs ``module``, and unshuffles the output. Under DDP the cross-rank
-    shuffle already gives every rank's BatchNorm a different subset of samples than the query encoder saw, and
-    ``num_splits`` is ignored. In one process a permutation alone changes nothing for BatchNorm, so ShuffleBN is
-    *emulated*: the shuffled batch is forwarded in ``num_splits`` chunks (each BatchNorm normalises a random subset, as
-    on ``num_splits`` GPUs) and the outputs are concatenated before unshuffling.
+    shuffle gives every rank's BatchNorm a different subset of samples than the query encoder saw. In one process a
+    permutation alone changes nothing for BatchNorm: ShuffleBN is emulated by a key encoder whose BatchNorm layers
+    normalise sub-batches of the shuffled batch with their own statistics
+    (:meth:`monai_moco.networks.blocks.SplitBatchNorm.convert_split_batchnorm`, which ``MoCoTrainer`` applies).
 
     Args:
         module: the key encoder (any callable ``B x ... -> B x ...``).
         x: the local batch of key views.
-        num_splits: chunks to forward in one process (``1`` = one forward); must be in ``[1, B]``.
         generator: optional random generator for the permutation.
 
     Returns:
         ``module`` outputs in the original batch order.
 
-    Raises:
-        ValueError: when ``num_splits`` is not in ``[1, B]``.
-
     Example::
 
-        k = forward_shuffled(key_encoder, view2, num_splits=2)  # B x D, no grad
+        key_encoder = SplitBatchNorm.convert_split_batchnorm(key_encoder, num_splits=2)  # one process
+        k = forward_shuffled(key_encoder, view2)  # B x D, no grad
     """
-    if not 1 <= num_splits <= max(x.shape[0], 1):
-        raise ValueError(f"forward_shuffled: num_splits must be in [1, batch size {x.shape[0]}], got {num_splits}.")
     x_shuffled, idx_unshuffle = batch_shuffle(x, generator=generator)
-    if num_splits > 1 and get_world_size() == 1:
-        out = torch.cat([module(chunk) for chunk in torch.tensor_split(x_shuffled, num_splits, dim=0)], dim=0)
-    else:
-        out = module(x_shuffled)
-    return batch_unshuffle(out, idx_unshuffle)
+    return batch_unshuffle(module(x_shuffled), idx_unshuffle)
 
 
 @torch.no_grad()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.engines.utils import IterationEvents
 from torch import nn
 
 from monai_moco.engines import MoCoTrainer
 from monai_moco.losses import InfoNCELoss, MemoryQueue
+from monai_moco.networks.blocks import SplitBatchNorm
 from monai_moco.transforms.ssl.batched import BatchedTwoView
-from monai_moco.utils.dist import cosine_schedule
+from monai_moco.utils.dist import batch_shuffle, batch_unshuffle, cosine_schedule
 
 
 def _trainer(net, batches, **kwargs) -> MoCoTrainer:
@@ -90,12 +93,34 @@ def test_shuffle_bn_changes_keys_only_through_batchnorm(tiny_encoder, view_batch
     """Split-batch ShuffleBN gives other keys than one forward with BN, and the same keys without BN."""
     batch = view_batches(n_batches=1)[0]["view2"]
     for bn, same in ((True, False), (False, True)):
-        trainer = _trainer(tiny_encoder(batch_norm=bn), [], shuffle_bn="shuffle", shuffle_splits=2)
-        trainer.train_mode()
-        k_shuffled = trainer._keys(batch)
-        trainer.shuffle_bn = "none"
-        k_plain = trainer._keys(batch)
-        assert torch.allclose(k_shuffled, k_plain, atol=1e-5) is same
+        net = tiny_encoder(batch_norm=bn)
+        keys = {}
+        for mode in ("shuffle", "none"):
+            trainer = _trainer(net, [], shuffle_bn=mode, shuffle_splits=2)
+            trainer.train_mode()
+            keys[mode] = trainer._keys(batch)
+        assert torch.allclose(keys["shuffle"], keys["none"], atol=1e-5) is same
+
+
+@pytest.mark.parametrize("splits", [2, 3])
+def test_one_process_shuffle_bn_equals_forwarding_shuffled_sub_batches(tiny_encoder, view_batches, splits):
+    """The split-inside-BatchNorm key forward gives the keys and running statistics of the ShuffleBN emulation it
+    replaces: the shuffled batch forwarded in ``splits`` sub-batches one by one through a plain copy of the encoder."""
+    net = tiny_encoder(batch_norm=True)
+    plain = copy.deepcopy(net).train()
+    trainer = _trainer(net, [], shuffle_bn="shuffle", shuffle_splits=splits)
+    trainer.train_mode()
+    x = view_batches(n_batches=1, batch_size=9)[0]["view2"]
+    torch.manual_seed(5)
+    keys = trainer._keys(x)
+    torch.manual_seed(5)
+    xs, idx = batch_shuffle(x)
+    with torch.no_grad():
+        expected = batch_unshuffle(torch.cat([plain(c) for c in torch.tensor_split(xs, splits)]), idx)
+    torch.testing.assert_close(keys, F.normalize(expected, dim=1))
+    for a, b in zip(trainer.momentum_network.buffers(), plain.buffers(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert list(trainer.momentum_network.state_dict()) == list(net.state_dict())  # checkpoints keep their keys
 
 
 def test_momentum_cosine_ramp_follows_iteration(tiny_encoder, view_batches):
@@ -195,6 +220,7 @@ def _ddp_worker(rank: int, world_size: int, shuffle_bn: str) -> dict:
         "net": [p.detach().clone() for p in net.parameters()],
         "key": [p.detach().clone() for p in trainer.momentum_network.parameters()],
         "sync_bn": any(isinstance(m, nn.SyncBatchNorm) for m in trainer.momentum_network.modules()),
+        "split_bn": any(isinstance(m, SplitBatchNorm) for m in trainer.momentum_network.modules()),
     }
 
 
@@ -216,7 +242,7 @@ def test_two_process_ddp_keeps_ranks_in_step():
     torch.testing.assert_close(r0["queue"], r1["queue"])
     for a, b in zip(r0["net"] + r0["key"], r1["net"] + r1["key"], strict=True):
         torch.testing.assert_close(a, b)
-    assert not r0["sync_bn"]
+    assert not r0["sync_bn"] and not r0["split_bn"]  # the cross-rank shuffle replaces the one-process split
 
 
 def test_sync_bn_on_cpu_ddp_is_refused_with_advice():

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from monai_moco.networks.blocks import SplitBatchNorm
 from monai_moco.utils.dist import (
     batch_shuffle,
     batch_unshuffle,
@@ -57,35 +58,38 @@ def test_batch_unshuffle_rejects_wrong_index():
         batch_unshuffle(torch.randn(4, 2), torch.arange(3))
 
 
-def test_forward_shuffled_bn_free_equals_plain_forward():
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_forward_shuffled_in_one_process_equals_plain_forward(batch_norm):
+    """A permutation alone changes neither per-sample layers nor one BatchNorm's batch statistics."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7) if batch_norm else nn.ReLU(), nn.Linear(7, 3))
     x = torch.randn(B, 5)
-    for splits in (1, 2, 4):
-        torch.testing.assert_close(forward_shuffled(net, x, num_splits=splits), net(x))
+    torch.testing.assert_close(forward_shuffled(net, x), net(x))
 
 
-def test_forward_shuffled_bn_train_differs_eval_equal():
+def test_forward_shuffled_with_split_batch_norm_differs_in_training_equal_in_eval():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
     x = torch.randn(B, 5)
-    net.train()
     plain = net(x)
-    # one split: a permutation alone does not change batch statistics
-    torch.testing.assert_close(forward_shuffled(net, x, num_splits=1), plain)
-    split = forward_shuffled(net, x, num_splits=2)
+    split_net = SplitBatchNorm.convert_split_batchnorm(copy.deepcopy(net), 2)
+    split = forward_shuffled(split_net, x)
     assert split.shape == plain.shape
-    assert not torch.allclose(split, plain, atol=1e-4)  # each chunk normalised with its own statistics
+    assert not torch.allclose(split, plain, atol=1e-4)  # each random half normalised with its own statistics
+    # the same as forwarding the two halves of the shuffled batch one by one through the plain network
+    generator = torch.Generator().manual_seed(3)
+    xs, idx = batch_shuffle(x, generator=torch.Generator().manual_seed(3))
+    expected = batch_unshuffle(torch.cat([net(c) for c in torch.tensor_split(xs, 2)]), idx)
+    torch.testing.assert_close(forward_shuffled(split_net, x, generator=generator), expected)
+    net.load_state_dict(split_net.state_dict())  # the same keys; in eval mode the running statistics are used
     net.eval()
-    torch.testing.assert_close(forward_shuffled(net, x, num_splits=2), net(x))
+    split_net.eval()
+    torch.testing.assert_close(forward_shuffled(split_net, x), net(x))
 
 
-def test_forward_shuffled_no_grad_and_bad_splits():
+def test_forward_shuffled_has_no_grad():
     net = nn.Linear(3, 2)
-    x = torch.randn(4, 3)
-    assert not forward_shuffled(net, x).requires_grad
-    with pytest.raises(ValueError, match="num_splits"):
-        forward_shuffled(net, x, num_splits=5)
+    assert not forward_shuffled(net, torch.randn(4, 3)).requires_grad
 
 
 @pytest.mark.parametrize("m", [0.0, 1.0, 0.9])

@@ -1,4 +1,4 @@
-"""Building blocks: convolutional stem, projection head, top-K patch-scoring head.
+"""Building blocks: convolutional stem, projection head, top-K patch-scoring head, split-batch BatchNorm.
 """
 
 from __future__ import annotations
@@ -8,4 +8,5 @@ from .conv_stem import PatchifyStem as PatchifyStem
 from .projection_head import MoCoV2ProjectionHead as MoCoV2ProjectionHead
 from .projection_head import ProjectionHead as ProjectionHead
 from .projection_head import SimCLRProjectionHead as SimCLRProjectionHead
+from .split_batch_norm import SplitBatchNorm as SplitBatchNorm
 from .topk_patch_head import TopKPatchHead as TopKPatchHead
