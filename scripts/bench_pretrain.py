@@ -27,6 +27,9 @@ gains more from it than ours. JSON lines, one per result, with ``kind``:
   FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``), achieved FLOP/s and MFU against the measured peak
   of that dtype, and ``augment_img_s`` / ``augment_headroom`` (BatchedTwoView throughput / images the step consumes);
 * ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
+* ``profile`` (with ``--profile``): per case and runner (``ours_fp32``, ``ours_fast``, ``lightly_fp32``), where one
+  repeat's operator time goes: ``torch.profiler`` self time by operator family (matmul, convolution, copy/cast,
+  normalisation, ...; ``monai_moco.utils.benchmark.op_time_shares``) and the largest operators;
 * ``accuracy``: short runs (``--accuracy_steps``) on real images of fp32 vs our fast path from the same seeds
   (``--accuracy_seeds``): the training contrastive top-1 (mean of the last 10 steps) and, after training, the top-1 of
   matching two views of ``--accuracy_heldout`` radiographs the runs never saw (in groups of ``--batch_size``), per
@@ -75,6 +78,7 @@ from monai_moco.utils.benchmark import (  # noqa: E402
     machine_info,
     matmul_peak_flops,
     median,
+    op_time_shares,
     paired_ratios,
     print_json_line,
     time_interleaved,
@@ -321,6 +325,21 @@ def bench_step(
     if lightly:
         runners["lightly_fp32"] = build_lightly(method, backbone, size, batches, steps, args)
     rates = time_interleaved(runners, repeats=args.repeats, warmup=1)
+    if args.profile:
+        for name, runner in runners.items():
+            print_json_line(
+                {
+                    "kind": "profile",
+                    "case": f"{method}_{backbone}_{size}",
+                    "runner": name,
+                    "dtype": autocast_dtype(ours_fast) if name == "ours_fast" else "float32",
+                    "compile": name == "ours_fast" and args.compile,
+                    "batch_size": batch_size,
+                    "steps": steps,
+                    **op_time_shares(runner),
+                    **machine_info(),
+                }
+            )
 
     # FLOPs of our fp32 iterations (forward + backward of the query/online encoder, forward of the key encoder; the
     # augmentation's few matmuls are included and negligible), per input image: one more run of ``steps`` iterations
@@ -427,6 +446,7 @@ def bench_accuracy(images: torch.Tensor, heldout: torch.Tensor, args: argparse.N
                 "kind": "accuracy",
                 "case": f"accuracy_{method}_{args.accuracy_backbone}_{args.accuracy_size}",
                 "dtype": runs["fast"][0]["dtype"],
+                "compile": args.compile,  # of the fast path (fp32 runs eager)
                 "steps": runs["fp32"][0]["steps"],
                 "batch_size": args.batch_size,
                 "images": len(images),
@@ -534,9 +554,15 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
             ratio = "-" if d["ratio"] is None else f"{d['ratio']:.2f}x"
             out.append(f"\naugmentation at {d['size']} px: BatchedTwoView {d['ours_img_s']:.3g} img/s, lightly "
                        f"MoCoV2Transform {lightly} img/s, ratio {ratio} ({d['repeats']} repeats)")
+        elif d.get("kind") == "profile":
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in d["shares"].items())
+            compiled = ", compiled" if d.get("compile") else ""
+            out.append(f"\nprofile of {d['case']}, {d['runner']} ({d['dtype']}{compiled}; operators {d['op_ms']:.0f} of "
+                       f"{d['wall_ms']:.0f} ms wall): {shares}")
         elif d.get("kind") == "accuracy":
+            fast = "fast path (compiled)" if d.get("compile") else "fast path"
             out.append(f"\n{d['case']} ({d['steps']} steps, batch {d['batch_size']}, {d['images']} real images): "
-                       f"acc1 fp32 {d['fp32_acc1']:.3f}, {d['dtype']} fast path {d['fast_acc1']:.3f} "
+                       f"acc1 fp32 {d['fp32_acc1']:.3f}, {d['dtype']} {fast} {d['fast_acc1']:.3f} "
                        f"(loss {d['fp32_loss']:.3f} vs {d['fast_loss']:.3f})")
             if "fp32_heldout_top1" in d:  # lines written before the held-out check lack it
 
@@ -621,6 +647,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--aug_images", type=int, default=256, help="images per augmentation repeat")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--compile", action="store_true", help="torch.compile in our fast path")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing a case, one 'profile' line per runner: torch.profiler operator self time by family",
+    )
     parser.add_argument("--no_channels_last", action="store_true", help="keep NCHW in our fast path")
     parser.add_argument("--lightly_augment", choices=("same", "transform"), default="same")
     parser.add_argument(

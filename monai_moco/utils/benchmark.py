@@ -1,5 +1,5 @@
 """Helpers shared by the ``scripts/bench_*.py`` benchmarks: interleaved timing with medians, FLOP counting, the
-machine's measured matrix-multiply peak, and JSON-line output.
+machine's measured matrix-multiply peak, where a step's operator time goes, and JSON-line output.
 
 Benchmarks on a shared machine compare cases *side by side*: every repeat runs each case once, in a rotating order,
 and the reported figures are medians over repeats and medians of the per-repeat ratios (a paired comparison that
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -23,16 +24,20 @@ from typing import Any, TextIO
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from monai_moco.utils.cpu import bf16_native
 
 __all__ = [
+    "OP_CATEGORIES",
     "count_flops",
     "cpu_model",
     "machine_info",
     "matmul_peak_flops",
     "median",
+    "op_category",
+    "op_time_shares",
     "paired_ratios",
     "print_json_line",
     "time_interleaved",
@@ -133,6 +138,79 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with counter, sdpa_kernel([SDPBackend.MATH]):
         fn()
     return int(counter.get_total_flops())
+
+
+#: operator families of :func:`op_time_shares`, as (name, regular expression over the profiler's ``aten::`` names);
+#: the first that matches wins, and an operator matching none is ``"other"``
+OP_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("attention", r"aten::_?(scaled_dot_product|flash_attention|efficient_attention).*"),
+    ("matmul", r"aten::(mm|addmm|bmm|baddbmm|_addmm_activation|mkldnn_linear.*|linear_backward)"),
+    ("convolution", r"aten::(_?convolution.*|mkldnn_convolution.*|_?slow_conv.*|conv\w*)"),
+    ("normalisation", r"aten::(native_|_)?(batch|layer|group)_norm.*|aten::_batch_norm.*"),
+    ("activation", r"aten::(gelu|relu|threshold|silu|sigmoid|hardtanh|clamp_min|_?softmax|_?log_softmax)\w*"),
+    ("copy_cast", r"aten::(copy_|_to_copy|clone|contiguous|cat|stack|index|index_select|_copy_from\w*)"),
+    ("optimizer_momentum", r"aten::(_fused_sgd_|_fused_adamw?_|_foreach_\w+|lerp_?)"),
+)
+
+
+def op_category(name: str) -> str:
+    """The :data:`OP_CATEGORIES` family of a profiler operator name.
+
+    Args:
+        name: e.g. ``"aten::addmm"``.
+
+    Returns:
+        The family, or ``"other"``.
+
+    Example::
+
+        op_category("aten::native_layer_norm_backward")  # "normalisation"
+    """
+    for category, pattern in OP_CATEGORIES:
+        if re.fullmatch(pattern, name):
+            return category
+    return "other"
+
+
+def op_time_shares(fn: Callable[[], Any], top: int = 10) -> dict[str, Any]:
+    """Where one call of ``fn`` spends its operator time: ``torch.profiler`` (CPU) self time per operator, summed
+    by :data:`OP_CATEGORIES` family, as shares of the total operator self time.
+
+    Self times do not overlap, so the shares add up to 1; time outside operators (Python, the engine's bookkeeping)
+    is the difference between ``wall_ms`` and ``op_ms``. The profiler adds a small cost to every operator, so many
+    small operators look somewhat larger than they are. Under ``torch.compile`` the fused kernels appear as
+    ``"other"``.
+
+    Args:
+        fn: e.g. a few training steps (warm it up first: the first call also allocates and compiles).
+        top: how many of the largest operators to list.
+
+    Returns:
+        ``wall_ms`` and ``op_ms`` (total self time), ``shares`` (family -> share, largest first) and ``top_ops``
+        (``{"name", "category", "share"}`` of the ``top`` largest operators).
+
+    Example::
+
+        step()  # warm-up
+        profile_line = op_time_shares(step)  # {"shares": {"matmul": 0.31, "copy_cast": 0.15, ...}, ...}
+    """
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - start
+    per_op = [(e.key, float(e.self_cpu_time_total)) for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(t for _, t in per_op) or 1.0
+    shares: dict[str, float] = {}
+    for name, t in per_op:
+        category = op_category(name)
+        shares[category] = shares.get(category, 0.0) + t / total
+    per_op.sort(key=lambda item: item[1], reverse=True)
+    return {
+        "wall_ms": wall * 1e3,
+        "op_ms": total / 1e3,
+        "shares": dict(sorted(shares.items(), key=lambda item: item[1], reverse=True)),
+        "top_ops": [{"name": n, "category": op_category(n), "share": t / total} for n, t in per_op[:top]],
+    }
 
 
 def matmul_peak_flops(

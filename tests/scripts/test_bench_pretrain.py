@@ -86,6 +86,23 @@ def test_tiny_run_prints_schema(bench, kermany_dir: Path, capsys, method: str):
     assert any(t.startswith("held-out top-1 over 6 images (groups of 4), seeds [0]") for t in table)
 
 
+def test_profile_lines_per_runner(bench, kermany_dir: Path, capsys):
+    lightly = bench.lightly_available()
+    argv = [*TINY, "--methods", "moco", "--data_dir", str(kermany_dir), "--profile", "--skip", "peak", "augment",
+            "accuracy"] + ([] if lightly else ["--ours_only"])  # fmt: skip
+    assert bench.main(argv) == 0
+    lines = _lines(capsys.readouterr().out)
+    profiles = [line for line in lines if line["kind"] == "profile"]
+    assert [p["runner"] for p in profiles] == ["ours_fp32", "ours_fast"] + (["lightly_fp32"] if lightly else [])
+    for p in profiles:
+        assert p["case"] == "moco_resnet18_32" and p["steps"] == 1 and p["batch_size"] == 4
+        assert sum(p["shares"].values()) == pytest.approx(1.0, abs=1e-3) and p["shares"]["convolution"] > 0
+        assert 0 < p["op_ms"] <= p["wall_ms"] * 1.05 and len(p["top_ops"]) == 10
+    assert [line["kind"] for line in lines if line["kind"] != "profile"] == ["step", "step"]
+    table = bench.markdown_table(lines)
+    assert "profile of moco_resnet18_32, ours_fast (" in table and "convolution " in table
+
+
 def test_refuses_without_lightly(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "lightly_available", lambda: False)
     assert bench.main(["--quick"]) == 2

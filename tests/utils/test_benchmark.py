@@ -1,4 +1,4 @@
-"""Tests for monai_moco.utils.benchmark (interleaved timing, paired ratios, FLOP counting, JSON lines)."""
+"""Tests for monai_moco.utils.benchmark (interleaved timing, paired ratios, FLOP counting, op profile, JSON lines)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from monai_moco.utils.benchmark import (
     machine_info,
     matmul_peak_flops,
     median,
+    op_category,
+    op_time_shares,
     paired_ratios,
     print_json_line,
     time_interleaved,
@@ -110,3 +112,38 @@ def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
     assert batches == [16, 8, 4, 4, 4, 4]  # halved down to size 256 (batch 4), which is timed even though it is slow
     conv_flops_per_s = 2.0 * 256**2 * 9 * 16**2  # per image, at 1 s per image
     assert peak == pytest.approx(max(2.0 * 256**3 / 0.5, conv_flops_per_s))  # the faster library wins
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [("aten::addmm", "matmul"), ("aten::mm", "matmul"), ("aten::bmm", "matmul"),
+     ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+     ("aten::convolution_backward", "convolution"), ("aten::mkldnn_convolution", "convolution"),
+     ("aten::native_layer_norm_backward", "normalisation"), ("aten::native_batch_norm", "normalisation"),
+     ("aten::gelu_backward", "activation"), ("aten::threshold_backward", "activation"),
+     ("aten::copy_", "copy_cast"), ("aten::_to_copy", "copy_cast"), ("aten::cat", "copy_cast"),
+     ("aten::_fused_sgd_", "optimizer_momentum"), ("aten::_foreach_lerp_", "optimizer_momentum"),
+     ("aten::linalg_vector_norm", "other"), ("aten::add_", "other"), ("aten::mm_fake", "other")],
+)  # fmt: skip
+def test_op_category(name: str, category: str):
+    assert op_category(name) == category
+
+
+def test_op_time_shares_of_a_training_step():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.LayerNorm(512))
+    x = torch.randn(64, 256)
+
+    def step() -> None:
+        model(x.double().float()).sum().backward()  # a cast round trip: copy_cast
+
+    step()
+    out = op_time_shares(step, top=3)
+    shares = out["shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert {"matmul", "activation", "normalisation", "copy_cast"} <= set(shares)
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    assert 0 < out["op_ms"] <= out["wall_ms"] * 1.05  # self times do not overlap (one thread)
+    assert len(out["top_ops"]) == 3 and all(op["name"].startswith("aten::") for op in out["top_ops"])
+    assert [op["share"] for op in out["top_ops"]] == sorted((op["share"] for op in out["top_ops"]), reverse=True)
+    assert out["top_ops"][0]["category"] == op_category(out["top_ops"][0]["name"])
