@@ -198,18 +198,21 @@ def op_time_shares(fn: Callable[[], Any], top: int = 10) -> dict[str, Any]:
         start = time.perf_counter()
         fn()
         wall = time.perf_counter() - start
-    per_op = [(e.key, float(e.self_cpu_time_total)) for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(t for _, t in per_op) or 1.0
+    per_op = sorted(
+        ((e.key, op_category(e.key), float(e.self_cpu_time_total)) for e in prof.key_averages()
+         if e.self_cpu_time_total > 0),
+        key=lambda item: item[2],
+        reverse=True,
+    )  # fmt: skip
+    total = sum(t for _, _, t in per_op) or 1.0
     shares: dict[str, float] = {}
-    for name, t in per_op:
-        category = op_category(name)
+    for _, category, t in per_op:
         shares[category] = shares.get(category, 0.0) + t / total
-    per_op.sort(key=lambda item: item[1], reverse=True)
     return {
         "wall_ms": wall * 1e3,
         "op_ms": total / 1e3,
         "shares": dict(sorted(shares.items(), key=lambda item: item[1], reverse=True)),
-        "top_ops": [{"name": n, "category": op_category(n), "share": t / total} for n, t in per_op[:top]],
+        "top_ops": [{"name": n, "category": c, "share": t / total} for n, c, t in per_op[:top]],
     }
 
 

@@ -81,6 +81,6 @@ def test_moco_shuffle_bn_runs_the_key_encoder_once_on_the_whole_batch(batch_norm
     assert sizes == [8] * 2
     split = [m for m in trainer.momentum_network.modules() if isinstance(m, SplitBatchNorm)]
     bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert len(split) == len(bns) == (len(split) if batch_norm else 0)
-    assert all(m.num_splits == 2 for m in split) and (len(split) > 0) is batch_norm
+    assert len(split) == len(bns) and (len(bns) > 0) is batch_norm  # every BatchNorm converted, nothing else
+    assert all(m.num_splits == 2 for m in split)
     assert not any(isinstance(m, SplitBatchNorm) for m in net.modules())  # the query encoder keeps its BatchNorm

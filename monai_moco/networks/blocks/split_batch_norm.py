@@ -104,7 +104,10 @@ class SplitBatchNorm(_BatchNorm):
 
             key_encoder = SplitBatchNorm.convert_split_batchnorm(key_encoder, num_splits=2)
         """
-        if isinstance(module, _BatchNorm) and not isinstance(module, cls):
+        if isinstance(module, cls):
+            module.num_splits = int(num_splits)
+            return module
+        if isinstance(module, _BatchNorm):
             converted = cls(
                 module.num_features, num_splits, module.eps, module.momentum, module.affine, module.track_running_stats
             )
@@ -117,9 +120,6 @@ class SplitBatchNorm(_BatchNorm):
                 converted.num_batches_tracked = module.num_batches_tracked
             converted.train(module.training)
             return converted
-        if isinstance(module, cls):
-            module.num_splits = int(num_splits)
-            return module
         for name, child in module.named_children():
             new_child = cls.convert_split_batchnorm(child, num_splits)
             if new_child is not child:
