@@ -1,4 +1,5 @@
-"""Building blocks: convolutional stem, projection head, top-K patch-scoring head, split-batch BatchNorm.
+"""Building blocks: convolutional stem, projection head, top-K patch-scoring head, split-batch BatchNorm, token
+self-attention.
 """
 
 from __future__ import annotations
@@ -9,4 +10,6 @@ from .projection_head import MoCoV2ProjectionHead as MoCoV2ProjectionHead
 from .projection_head import ProjectionHead as ProjectionHead
 from .projection_head import SimCLRProjectionHead as SimCLRProjectionHead
 from .split_batch_norm import SplitBatchNorm as SplitBatchNorm
+from .token_attention import TokenSelfAttention as TokenSelfAttention
+from .token_attention import TokenTransformerBlock as TokenTransformerBlock
 from .topk_patch_head import TopKPatchHead as TopKPatchHead

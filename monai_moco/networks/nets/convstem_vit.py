@@ -1,4 +1,5 @@
-"""Vision transformer with a convolutional stem (ViT_C), built from MONAI's ``TransformerBlock``.
+"""Vision transformer with a convolutional stem (ViT_C), built from MONAI's ``TransformerBlock`` (as
+:class:`~monai_moco.networks.blocks.TokenTransformerBlock`).
 
 Xiao et al., "Early Convolutions Help Transformers See Better", NeurIPS 2021 (https://arxiv.org/abs/2106.14881):
 replacing ViT's patchify stem (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021) by a few 3x3
@@ -20,11 +21,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.blocks import TransformerBlock
 from monai.networks.blocks.pos_embed_utils import build_sincos_position_embedding
 from monai.utils import ensure_tuple_rep, look_up_option
 
 from monai_moco.networks.blocks.conv_stem import ConvStem, PatchifyStem
+from monai_moco.networks.blocks.token_attention import TokenTransformerBlock
 
 __all__ = [
     "ConvStemViT",
@@ -77,13 +78,12 @@ class ConvStemViT(nn.Module):
         spatial_dims: 2 (images) or 3 (volumes; position embeddings are then interpolated trilinearly).
         qkv_bias: bias in the query/key/value projection (True in the original ViT).
         dropout_rate: dropout in attention, MLP and after adding the position embeddings.
-        use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention`` inside MONAI's ``SABlock``
-            (about 15 % faster for ViT-Ti training on CPU here; note ``FlopCounterMode`` does not count its FLOPs on
-            CPU, so pass False when counting). ``"auto"`` (default): SDPA, except for a forward on the CPU under
-            bfloat16 autocast, where MONAI's explicit attention is used instead: PyTorch's CPU flash-attention
-            backward is 3-6x slower in bf16 than the explicit matmul-softmax-matmul (65-197 tokens, head width 64),
-            which made the bf16 ViT-Ti training step 2x slower (``scripts/bench_pretrain.py``). TorchScript always
-            uses the path chosen at construction (SDPA for ``"auto"``).
+        use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention`` (SDPA) inside each block's
+            :class:`~monai_moco.networks.blocks.TokenSelfAttention`, else its explicit matmul-softmax-matmul. ``"auto"``
+            (default): SDPA, except for a forward on the CPU under bfloat16 autocast, where the explicit path is used:
+            PyTorch's CPU flash-attention backward is 3-6x slower in bf16 than the explicit path (65-197 tokens, head
+            width 64), which made the bf16 ViT-Ti training step 2x slower (``scripts/bench_pretrain.py``). TorchScript
+            always uses the path chosen at construction (SDPA for ``"auto"``).
 
     Attributes:
         out_features: ``hidden_size`` (the width of every output).
@@ -168,7 +168,7 @@ class ConvStemViT(nn.Module):
             look_up_option(use_flash_attention, ("auto",))
         self.auto_attention = use_flash_attention == "auto"
         self.blocks = nn.ModuleList(
-            TransformerBlock(
+            TokenTransformerBlock(
                 hidden_size,
                 mlp_dim,
                 num_heads,
