@@ -67,9 +67,9 @@ def amp_pays(device: str | torch.device) -> bool:
     """Whether autocast speeds training up on ``device``: what ``amp="auto"`` resolves to.
 
     True on CUDA (fp16 with a ``GradScaler``) and on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX,
-    ``monai_moco.utils.cpu.bf16_native``). False elsewhere: on CPUs where bf16 is emulated (a ResNet-18
-    training step at 128 px ran about 15x slower under bf16 autocast than in fp32 on an AVX2 AMD EPYC) and on device
-    types other than CUDA and CPU, whose autocast this package does not measure.
+    ``monai_moco.utils.cpu.bf16_native``). False elsewhere: on CPUs where bf16 is emulated (AVX2 only), where a
+    bf16 autocast training step is many times slower than fp32, and on device types other than CUDA and CPU, whose
+    autocast this package does not measure.
 
     Args:
         device: the training device.
@@ -79,7 +79,7 @@ def amp_pays(device: str | torch.device) -> bool:
 
     Example::
 
-        amp_pays("cpu")  # True with AMX (Sapphire Rapids) or AVX-512 BF16 (AMD Zen 5), False on an AVX2-only CPU
+        amp_pays("cpu")  # True with AMX or AVX-512 BF16, False on an AVX2-only CPU
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -244,11 +244,9 @@ class ContrastiveTrainer(Trainer):
             uses a ``torch.amp.GradScaler`` (``self.scaler``, saved by ``checkpoint_dict``).
         channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
             views to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster,
-            especially under bf16/fp16 autocast (measured by ``scripts/bench_pretrain.py``: ResNet-18, 128 px, bf16 on
-            CPU about 1.4x faster than NCHW on Sapphire Rapids; in fp32 on an AVX2 AMD EPYC about 1.1x). Token-only
-            networks (ViTs) are unaffected apart from their conv stem. ``torch.optim.SGD(fused=True)`` then copies
-            each 4-D weight to contiguous and back on every step (ResNet-18, one AMD Zen 4 core: 11.9 ms instead of
-            5.8 ms); ``monai_moco.optimizers.FlatViewSGD`` steps them in place (5.2 ms).
+            especially under bf16/fp16 autocast (``scripts/bench_pretrain.py`` measures it). Token-only networks
+            (ViTs) are unaffected apart from their conv stem. ``torch.optim.SGD(fused=True)`` then copies each 4-D
+            weight to contiguous and back on every step; ``monai_moco.optimizers.FlatViewSGD`` steps them in place.
         compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled).
         compile_kwargs: arguments of ``torch.compile``.
         clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still

@@ -224,11 +224,10 @@ def matmul_peak_flops(
     Each is the median of ``repeats`` timed products: ``torch.mm`` of two ``size x size`` matrices (BLAS, MKL in the
     PyPI wheels; it runs a ViT's linear layers in fp32) and a 3x3 channels-last convolution of a batch of
     ``size // 64`` 256-channel 16x16 maps (oneDNN's implicit GEMM, which runs a training step's convolutions and, under
-    bf16 autocast, its linear layers). They differ by CPU: on an AVX2 AMD EPYC core the two were within about 10 %; on
-    an AVX-512 AMD EPYC (Zen 5) core MKL's ``torch.mm`` gave 86 GFLOP/s in fp32 where the convolution gave 216, so a
-    peak from ``torch.mm`` alone put a training step's fp32 "utilisation" above 100 %.
+    bf16 autocast, its linear layers). They differ by CPU: on some AVX-512 CPUs the convolution runs at more than twice
+    ``torch.mm``'s rate, so a peak from ``torch.mm`` alone can put a training step's "utilisation" above 100 %.
 
-    Where one product is slow (bf16 without AMX / AVX-512 BF16 is emulated: about 15x slower than fp32 on an AVX2 CPU),
+    Where one product is slow (bf16 without AMX / AVX-512 BF16 is emulated and many times slower than fp32),
     ``size`` is halved (down to 256) until ``repeats`` products fit in ``max_seconds``, so the measurement stays short;
     such a peak is far below fp32 anyway and tells that the dtype does not pay.
 
@@ -279,7 +278,7 @@ def matmul_peak_flops(
 
 
 def cpu_model() -> str:
-    """Returns: the CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), e.g. ``AMD EPYC``."""
+    """Returns: the CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), recorded beside each run."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -253,7 +253,7 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float, copy_buffe
             f"update_momentum: model ({len(params)} parameters) and model_ema ({len(params_ema)} parameters) must "
             "have the same architecture (same parameters, same shapes, same order)."
         )
-    if params:  # one pass, ema + (1 - m) * (param - ema): ResNet-50 on one Zen 4 core 16 ms vs 30 ms for mul_ + add_
+    if params:  # one pass, ema + (1 - m) * (param - ema): reads each tensor once, unlike mul_ + add_
         torch._foreach_lerp_(params_ema, params, 1.0 - m)
     if copy_buffers:
         for b, b_ema in zip(model.buffers(), model_ema.buffers(), strict=True):

@@ -81,8 +81,8 @@ class ConvStemViT(nn.Module):
         use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention`` (SDPA) inside each block's
             :class:`~monai_moco.networks.blocks.TokenSelfAttention`, else its explicit matmul-softmax-matmul. ``"auto"``
             (default): SDPA, except for a forward on the CPU under bfloat16 autocast, where the explicit path is used:
-            PyTorch's CPU flash-attention backward is 3-6x slower in bf16 than the explicit path (65-197 tokens, head
-            width 64), which made the bf16 ViT-Ti training step 2x slower (``scripts/bench_pretrain.py``). TorchScript
+            PyTorch's CPU flash-attention backward in bf16 is several times slower than the explicit path at a ViT's token
+            counts, enough to slow the whole training step (``scripts/bench_pretrain.py``). TorchScript
             always uses the path chosen at construction (SDPA for ``"auto"``).
 
     Attributes:

@@ -433,7 +433,7 @@ class TwoView(Randomizable, Transform):
     Args:
         transform: a (random) transform producing one view, e.g. ``cxr_ssl_augmentation()``.
         transform2: the transform for the second view; default ``transform``.
-        track_meta: ``False`` runs the transforms with MONAI meta tracking switched off (1.4-1.8x faster here) and
+        track_meta: ``False`` runs the transforms with MONAI meta tracking switched off (faster) and
             returns plain tensors. It flips MONAI's process-wide flag for the duration of the call, which is safe in
             ``DataLoader`` worker processes and the main process, but not with ``ThreadDataLoader`` or other threads
             that build MetaTensors at the same time.

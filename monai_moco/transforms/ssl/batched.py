@@ -4,9 +4,9 @@ Same parameters and order as :func:`monai_moco.transforms.ssl.array.cxr_ssl_augm
 2020; MoCo v2, Chen et al., 2020; MoCo-CXR, Sowrirajan et al., MIDL 2021), each sample with its own random parameters,
 but computed as a few batched tensor ops instead of a chain of per-image MONAI transforms: crop, aspect, scale,
 rotation and flip are one ``affine_grid``/``grid_sample``; brightness, contrast and gamma are per-sample broadcasts; the
-blur is one grouped separable convolution with a per-sample kernel; the noise one ``randn``. On one CPU core this is
-5-11x faster than the per-sample path with meta tracking off (9-22x with it on) at 128-224 px output, see
-``scripts/bench_augment.py``, and it moves augmentation off the data-loader workers.
+blur is one grouped separable convolution with a per-sample kernel; the noise one ``randn``. This is several times
+faster than the per-sample path (``scripts/bench_augment.py`` measures it) and moves augmentation off the data-loader
+workers.
 
 Differences from the per-sample path, all below what a network can see: the crop box is not rounded to whole pixels,
 and the crop, rotation and flip are interpolated once instead of twice.
@@ -248,7 +248,7 @@ class BatchedCXRAugment(_SeededModule):
 
         One grouped convolution per axis with a per-sample kernel, all as long as the largest sigma's MONAI kernel
         (``int(4 * sigma + 0.5)`` each side; the longer kernels of small sigmas differ from MONAI's below 1e-4). The
-        width pass runs on the transposed images: a ``K x 1`` kernel is 2-3x faster than ``1 x K`` on CPU here, and
+        width pass runs on the transposed images: a ``K x 1`` kernel is faster than ``1 x K`` on CPU, and
         grouping samples by kernel length was slower (a new oneDNN primitive per shape).
         """
         cfg = self.config
