@@ -17,10 +17,10 @@ import pytest
 import torch
 from ignite.engine import Engine
 from monai.handlers import CheckpointLoader
+from testing_helpers import save_code_running_checkpoint
 
 from monai_moco.networks.nets import build_backbone
 from monai_moco.networks.weights import UnsafeCheckpointError, export_backbone, load_checkpoint_file
-from monai_moco.utils.testing import save_code_running_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 PY_ROOTS = ("monai_moco", "scripts", "bundles")

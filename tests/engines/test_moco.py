@@ -235,7 +235,7 @@ def _ddp_sync(rank: int, world_size: int) -> dict:
 def test_two_process_ddp_keeps_ranks_in_step():
     """Under DDP (2 gloo processes) with cross-rank ShuffleBN both ranks end with the same weights, key encoder and
     queue (the keys of both ranks, gathered)."""
-    from monai_moco.utils.testing import run_distributed
+    from testing_helpers import run_distributed
 
     r0, r1 = run_distributed(_ddp_shuffle, world_size=2)
     assert r0["ptr"] == r1["ptr"] == 2 * 4 * 2  # 2 iterations x 4 images x 2 ranks
@@ -246,7 +246,7 @@ def test_two_process_ddp_keeps_ranks_in_step():
 
 
 def test_sync_bn_on_cpu_ddp_is_refused_with_advice():
-    from monai_moco.utils.testing import run_distributed
+    from testing_helpers import run_distributed
 
     results = run_distributed(_ddp_sync, world_size=2)
     assert all("shuffle_bn='shuffle'" in r["error"] for r in results)

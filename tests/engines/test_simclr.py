@@ -134,7 +134,7 @@ def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, v
     """2 gloo processes with half the batch each: the mean of the rank losses is the 1-process loss on the global
     batch (negatives gathered with gradient across ranks), and the weights after the step are the same (so the
     gradients, averaged by DDP, are the global batch's)."""
-    from monai_moco.utils.testing import run_distributed
+    from testing_helpers import run_distributed
 
     r0, r1 = run_distributed(_simclr_ddp_step, world_size=2)
     net = tiny_encoder(batch_norm=False, seed=0)

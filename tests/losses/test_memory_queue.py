@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testing_helpers import run_distributed
 
 from monai_moco.losses import MemoryQueue
-from monai_moco.utils.testing import run_distributed
 
 
 def test_init_normalised_buffers():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from testing_helpers import run_distributed
 
 from monai_moco.losses import NTXentLoss, contrastive_accuracy, logit_stats
-from monai_moco.utils.testing import run_distributed
 
 B, D = 8, 16
 

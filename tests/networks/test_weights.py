@@ -11,6 +11,7 @@ import torch
 import torchvision
 from ignite.engine import Engine
 from monai.handlers import CheckpointSaver
+from testing_helpers import save_code_running_checkpoint
 from torch import nn
 
 from monai_moco.networks.blocks import MoCoV2ProjectionHead
@@ -23,7 +24,6 @@ from monai_moco.networks.weights import (
     load_checkpoint_file,
     to_moco_state_dict,
 )
-from monai_moco.utils.testing import save_code_running_checkpoint
 
 
 def _trained_resnet18(in_channels: int = 1, seed: int = 0) -> nn.Module:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from monai_moco.utils.testing import load_module_from_path
+from testing_helpers import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_pretrain.py"
 STEP_KEYS = {"kind", "case", "dtype", "ours_img_s", "lightly_img_s", "ratio", "mfu", "gflops_per_image",

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from monai_moco.utils.testing import load_module_from_path
+from testing_helpers import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_vit_stems.py"
 ARMS = ["patchify_vit_tiny", "convstem_vit_tiny", "convstem_vit_tiny_topk"]

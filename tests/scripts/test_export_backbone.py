@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from testing_helpers import load_module_from_path, save_code_running_checkpoint
 from torch import nn
 
 from monai_moco.engines import MoCoTrainer, SimCLRTrainer, checkpoint_dict
@@ -22,7 +23,6 @@ from monai_moco.networks.weights import (
     load_backbone_weights,
     load_checkpoint_file,
 )
-from monai_moco.utils.testing import load_module_from_path, save_code_running_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "export_backbone.py"

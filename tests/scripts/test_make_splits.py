@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from testing_helpers import load_module_from_path
 
 from monai_moco.data import class_folder_datalist, csv_datalist, datalist_from_splits
-from monai_moco.utils.testing import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_splits.py"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from testing_helpers import load_module_from_path
 
 from monai_moco.networks.blocks import MoCoV2ProjectionHead
 from monai_moco.networks.nets import ContrastiveEncoder, build_backbone
-from monai_moco.utils.testing import load_module_from_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_transfer_study.py"
 

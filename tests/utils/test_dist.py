@@ -1,6 +1,6 @@
 """Tests for monai_moco.utils.dist: gathers, ShuffleBN helpers, momentum update, the cosine schedule, device_of.
 
-The 2-process tests run real gloo process groups through ``monai_moco.utils.testing.run_distributed``.
+The 2-process tests run real gloo process groups through ``testing_helpers.run_distributed``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from testing_helpers import run_distributed
 from torch import nn
 
 from monai_moco.networks.blocks import SplitBatchNorm
@@ -26,7 +27,6 @@ from monai_moco.utils.dist import (
     is_dist_initialized,
     update_momentum,
 )
-from monai_moco.utils.testing import run_distributed
 
 B = 8
 

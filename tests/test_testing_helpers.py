@@ -1,12 +1,11 @@
-"""Tests for monai_moco.utils.testing.run_distributed: results in rank order, errors reported, subprocess mode."""
+"""Tests for testing_helpers.run_distributed: results in rank order, errors reported, subprocess mode."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.distributed as dist
-
-from monai_moco.utils.testing import find_free_port, run_distributed
+from testing_helpers import find_free_port, run_distributed
 
 
 def _rank_worker(rank: int, world_size: int) -> dict[str, int]:

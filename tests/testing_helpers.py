@@ -1,4 +1,7 @@
-"""Run a function in several CPU processes joined by a gloo process group, for tests of distributed code.
+"""Test helpers: run a function in several CPU processes joined by a gloo process group (for distributed code), import
+a script by path, and write a checkpoint whose pickle would run code (for the safe-loading tests).
+
+``tests/`` is on ``sys.path`` (``pythonpath`` in ``pyproject.toml``), so tests write ``from testing_helpers import ...``.
 
 Each rank (forked from the caller, or a fresh subprocess that loads the function's file by path) initialises
 ``torch.distributed`` (gloo, TCP on a free local port), calls the function and saves its return value; the parent
@@ -75,7 +78,7 @@ def run_distributed(
 
     With ``start_method="fork"`` (the default where available) the ranks are forked from the calling process, so
     nothing is imported again and a 2-rank test costs well under a second. With ``"subprocess"`` each rank is a fresh
-    ``python -m monai_moco.utils.testing`` process that loads the file defining ``fn`` by path (no pickling, so it works
+    ``python tests/testing_helpers.py`` process that loads the file defining ``fn`` by path (no pickling, so it works
     for test files that are not importable packages); it costs a full ``import torch, monai`` per rank.
 
     Args:
@@ -126,7 +129,7 @@ def run_distributed(
             env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
             procs_sp = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "monai_moco.utils.testing", str(script), fn.__name__, str(r),
+                    [sys.executable, __file__, str(script), fn.__name__, str(r),
                      str(world_size), str(port), outs[r]],
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -185,10 +188,6 @@ def _worker_main(argv: list[str]) -> None:
     _run_rank(getattr(module, function), int(rank), int(world_size), int(port), out)
 
 
-if __name__ == "__main__":
-    _worker_main(sys.argv[1:])
-
-
 class CodeRunningPayload:
     """Unpickling this object calls ``open(marker, "w")``: it stands for a checkpoint that runs code when loaded.
 
@@ -229,3 +228,7 @@ def save_code_running_checkpoint(
     obj["payload"] = CodeRunningPayload(marker)
     torch.save(obj, path)
     return Path(path)
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
