@@ -26,7 +26,7 @@ gains more from it than ours. JSON lines, one per result, with ``kind``:
   ``bfloat16`` or ``fast``: our fast path vs lightly fp32), ``ours_img_s``, ``lightly_img_s``, ``ratio``, the
   FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``), achieved FLOP/s and MFU against the measured peak
   of that dtype, and ``augment_img_s`` / ``augment_headroom`` (BatchedTwoView throughput / images the step consumes);
-* ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``scripts/bench_augment.py``);
+* ``augment``: ``BatchedTwoView`` vs lightly's ``MoCoV2Transform`` images/s (the cases of ``monai_moco.utils.augment_benchmark``);
 * ``profile`` (with ``--profile``): per case and runner (``ours_fp32``, ``ours_fast``, ``lightly_fp32``), where one
   repeat's operator time goes: ``torch.profiler`` self time by operator family (matmul, convolution, copy/cast,
   normalisation, ...; ``monai_moco.utils.benchmark.op_time_shares``) and the largest operators;
@@ -62,18 +62,16 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_augment import CASES as AUGMENT_CASES  # noqa: E402  (the augmentation cases, reused side by side)
-from bench_augment import lightly_available, load_images  # noqa: E402
-
-from monai_moco.engines import ContrastiveTrainer, MoCoTrainer, SimCLRTrainer  # noqa: E402
-from monai_moco.losses import InfoNCELoss, NTXentLoss  # noqa: E402
-from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead, SimCLRProjectionHead  # noqa: E402
-from monai_moco.networks.nets import build_backbone  # noqa: E402
-from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder  # noqa: E402
-from monai_moco.optimizers import FlatViewSGD  # noqa: E402
-from monai_moco.transforms.ssl import BatchedTwoView  # noqa: E402
-from monai_moco.utils.benchmark import (  # noqa: E402
+from monai_moco.engines import ContrastiveTrainer, MoCoTrainer, SimCLRTrainer
+from monai_moco.losses import InfoNCELoss, NTXentLoss
+from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead, SimCLRProjectionHead
+from monai_moco.networks.nets import build_backbone
+from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder
+from monai_moco.optimizers import FlatViewSGD
+from monai_moco.transforms.ssl import BatchedTwoView
+from monai_moco.utils.augment_benchmark import CASES as AUGMENT_CASES
+from monai_moco.utils.augment_benchmark import lightly_available, load_images
+from monai_moco.utils.benchmark import (
     count_flops,
     machine_info,
     matmul_peak_flops,
@@ -83,8 +81,8 @@ from monai_moco.utils.benchmark import (  # noqa: E402
     print_json_line,
     time_interleaved,
 )
-from monai_moco.utils.cpu import reuse_freed_memory  # noqa: E402
-from monai_moco.utils.io import atomic_write  # noqa: E402
+from monai_moco.utils.cpu import reuse_freed_memory
+from monai_moco.utils.io import atomic_write
 
 METHODS = ("moco", "simclr")
 BACKBONES = ("resnet18", "resnet50", "convstem_vit_tiny", "convstem_vit_small")
@@ -250,7 +248,7 @@ def build_lightly(
 
 
 def lightly_views(size: int, args: argparse.Namespace) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """lightly's ``MoCoV2Transform`` (``bench_augment``'s ``lightly_mocov2`` case) as a batch -> two 1-channel view
+    """lightly's ``MoCoV2Transform`` (``augment_benchmark``'s ``lightly_mocov2`` case) as a batch -> two 1-channel view
     batches (lightly outputs RGB; the channel mean keeps the same 1-channel backbone)."""
     run = AUGMENT_CASES["lightly_mocov2"](size, args.seed)
 
@@ -264,7 +262,7 @@ def lightly_views(size: int, args: argparse.Namespace) -> Callable[[torch.Tensor
 
 
 def augment_runner(name: str, size: int, batches: list[torch.Tensor], seed: int) -> Runner:
-    """``run() -> images`` applying ``bench_augment``'s case ``name`` to every batch once."""
+    """``run() -> images`` applying ``augment_benchmark``'s case ``name`` to every batch once."""
     run_case = AUGMENT_CASES[name](size, seed)
 
     def run() -> int:
