@@ -9,6 +9,7 @@ a bootstrap over patients. This handler gathers the logits, labels and patient i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from monai.utils import CommonKeys
 from monai_moco.metrics.classification import classification_metrics_with_ci, logits_to_probabilities
 from monai_moco.utils.io import Writer, atomic_write_all, csv_writer, json_writer
 
-__all__ = ["ClassificationReport"]
+__all__ = ["ClassificationReport", "write_classification_report"]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -141,30 +142,82 @@ class ClassificationReport:
         """
         if not self._logits:
             raise ValueError("ClassificationReport: the evaluator produced no batches.")
-        logits = np.concatenate(self._logits)
         labels = np.concatenate(self._labels)
-        probs = logits_to_probabilities(logits, self.task)
-        groups = self._groups if len(self._groups) == len(labels) else None
-        report = classification_metrics_with_ci(
-            labels, probs, self.task, self.class_names, groups=groups, threshold=self.threshold,
-            n_bootstrap=self.n_bootstrap, ci=self.ci, seed=self.seed,
+        self.report = write_classification_report(
+            np.concatenate(self._logits), labels, self.output_file, task=self.task, class_names=self.class_names,
+            groups=self._groups if len(self._groups) == len(labels) else None, files=self._files,
+            threshold=self.threshold, n_bootstrap=self.n_bootstrap, ci=self.ci, seed=self.seed, extra=self.extra,
+            predictions_file=self.predictions_file, logger=self.logger,
         )
-        report["resampled"] = "patients" if groups is not None else "images"
-        report.update(self.extra)
-        self.report = report
-        plan: list[tuple[str, Writer]] = []
-        if self.predictions_file:
-            names = report["class_names"][-probs.shape[1]:] if probs.shape[1] > 1 else report["class_names"][-1:]
-            header = ["file", "group", "label", *[f"p_{c}" for c in names]]
-            rows = (
-                [self._files[i], groups[i] if groups else "", label.tolist(), *probs[i].round(6).tolist()]
-                for i, label in enumerate(labels)
-            )
-            plan.append((self.predictions_file, csv_writer(header, rows)))
-        plan.append((self.output_file, json_writer(report)))  # last: the metrics JSON is what readers look for
-        atomic_write_all(plan)
-        auc = report["auc"]
-        self.logger.info(
-            f"test AUC {auc['value']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}] on {report['n']} images "
-            f"({report['n_groups']} {report['resampled']}) -> {self.output_file}"
+
+
+def write_classification_report(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    output_file: str | os.PathLike,
+    task: str = "binary",
+    class_names: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    files: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    n_bootstrap: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    extra: dict | None = None,
+    predictions_file: str | os.PathLike | None = None,
+    logger: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Metrics with bootstrap intervals of one test pass, written as JSON (and a per-image CSV), all or nothing.
+
+    Args:
+        logits: ``N x C`` logits (``N x 1`` for one-logit binary).
+        labels: ``(N,)`` class indices or ``N x C`` multi-label targets.
+        output_file: the metrics JSON.
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        class_names: names of the classes / findings.
+        groups: patient ids (the bootstrap resamples patients), or None (images are resampled).
+        files: source file per image for the CSV (default empty).
+        threshold: decision threshold on the positive-class probability (binary).
+        n_bootstrap: bootstrap resamples.
+        ci: interval coverage.
+        seed: bootstrap seed.
+        extra: more entries for the JSON.
+        predictions_file: optional CSV of per-image probabilities.
+        logger: where the one-line summary goes (default this module's logger).
+
+    Returns:
+        the report written to ``output_file``.
+
+    Example::
+
+        write_classification_report(logits, labels, "runs/cls/test_metrics.json", class_names=["normal", "pneumonia"])
+    """
+    logits = np.asarray(logits)
+    logits = logits.reshape(logits.shape[0], -1)
+    labels = np.asarray(labels)
+    probs = logits_to_probabilities(logits, task)
+    groups = list(groups) if groups is not None and len(groups) == len(labels) else None
+    files = list(files) if files is not None and len(files) == len(labels) else [""] * len(labels)
+    report = classification_metrics_with_ci(
+        labels, probs, task, None if class_names is None else list(class_names), groups=groups, threshold=threshold,
+        n_bootstrap=n_bootstrap, ci=ci, seed=seed,
+    )
+    report["resampled"] = "patients" if groups is not None else "images"
+    report.update(extra or {})
+    plan: list[tuple[str | os.PathLike, Writer]] = []
+    if predictions_file:
+        names = report["class_names"][-probs.shape[1]:] if probs.shape[1] > 1 else report["class_names"][-1:]
+        header = ["file", "group", "label", *[f"p_{c}" for c in names]]
+        rows = (
+            [files[i], groups[i] if groups else "", label.tolist(), *probs[i].round(6).tolist()]
+            for i, label in enumerate(labels)
         )
+        plan.append((predictions_file, csv_writer(header, rows)))
+    plan.append((output_file, json_writer(report)))  # last: the metrics JSON is what readers look for
+    atomic_write_all(plan)
+    auc = report["auc"]
+    (logger or logging.getLogger(__name__)).info(
+        f"test AUC {auc['value']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}] on {report['n']} images "
+        f"({report['n_groups']} {report['resampled']}) -> {output_file}"
+    )
+    return report
