@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .datalists import (
     IMAGE_EXTENSIONS,
+    SPLIT_FOLDER_NAMES,
     UNCERTAIN_POLICIES,
     class_folder_datalist,
     csv_datalist,
@@ -26,6 +27,7 @@ from .transfer import train_test_datalists, transfer_datalists
 __all__ = [
     "CACHE_MODES",
     "IMAGE_EXTENSIONS",
+    "SPLIT_FOLDER_NAMES",
     "UNCERTAIN_POLICIES",
     "class_folder_datalist",
     "csv_datalist",

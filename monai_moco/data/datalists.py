@@ -35,6 +35,7 @@ from monai_moco.transforms import XRayReadError, check_xray_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "SPLIT_FOLDER_NAMES",
     "UNCERTAIN_POLICIES",
     "class_folder_datalist",
     "csv_datalist",
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz")
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ones", "zeros", "ignore")
+#: folder names (matched case-insensitively) that hold a split of a dataset rather than a class
+SPLIT_FOLDER_NAMES: tuple[str, ...] = ("train", "val", "valid", "validation", "test")
 
 
 def _has_extension(name: str, extensions: Sequence[str] | None) -> bool:
@@ -58,10 +61,28 @@ def _has_extension(name: str, extensions: Sequence[str] | None) -> bool:
     return any(lower.endswith(ext.lower()) for ext in extensions)
 
 
+def _walk_files(folder: Path, recursive: bool) -> list[str]:
+    """Paths of the files under ``folder``, following symbolic links to folders, each real folder visited once."""
+    files: list[str] = []
+    seen: set[str] = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        files.extend(os.path.join(top, n) for n in names if os.path.isfile(os.path.join(top, n)))
+    return files
+
+
 def find_images(
     folder: str | os.PathLike, extensions: Sequence[str] | None = IMAGE_EXTENSIONS, recursive: bool = True
 ) -> list[str]:
-    """Sorted image files under ``folder`` (hidden files skipped; extensions matched case-insensitively).
+    """Sorted image files under ``folder`` (hidden files and folders skipped; extensions matched case-insensitively).
+
+    Symbolic links are followed: a linked sub-folder is searched like a real one (each real folder once, so a link
+    back to a parent does not loop) and a linked file is listed under its link's path.
 
     Args:
         folder: folder to search.
@@ -85,8 +106,7 @@ def find_images(
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder.")
     if isinstance(extensions, str):
         extensions = (extensions,)
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    found = sorted(str(p) for p in candidates if _has_extension(p.name, extensions) and p.is_file())
+    found = sorted(p for p in _walk_files(folder, recursive) if _has_extension(os.path.basename(p), extensions))
     if not found:
         searched = "any extension" if extensions is None else f"extensions {tuple(extensions)}"
         where = "recursively" if recursive else "non-recursively"
@@ -117,6 +137,23 @@ def _drop_bad(datalist: list[dict], skip_bad: bool, report: list | None) -> list
     return [d for d in datalist if d["image"] not in bad]
 
 
+def _subfolders(root: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``root`` (symbolic links to folders included)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _refuse_split_root(root: Path, present: Sequence[str], caller: str) -> None:
+    """Raise when ``root``'s sub-folders are dataset splits (``train``, ``val``, ...) where classes are expected."""
+    splits = [name for name in present if name.lower() in SPLIT_FOLDER_NAMES]
+    if splits:
+        example = next((s for s in splits if s.lower() == "train"), splits[0])
+        raise ValueError(
+            f"{caller}: {str(root)!r} holds split folders {splits} (sub-folders found: {list(present)}), but one "
+            f"sub-folder per class was expected (e.g. NORMAL/, PNEUMONIA/); point it at one split instead, "
+            f"e.g. {str(root / example)!r}."
+        )
+
+
 def class_folder_datalist(
     root: str | os.PathLike,
     classes: Sequence[str] | None = None,
@@ -126,6 +163,8 @@ def class_folder_datalist(
     report: list | None = None,
 ) -> list[dict]:
     """Datalist for a folder-per-class layout (Kermany et al., Cell 2018: ``train/NORMAL``, ``train/PNEUMONIA``).
+
+    Class folders, nested folders and files may be symbolic links; they are followed (see :func:`find_images`).
 
     Args:
         root: folder holding one sub-folder per class.
@@ -140,7 +179,8 @@ def class_folder_datalist(
 
     Raises:
         FileNotFoundError: when ``root`` or a named class folder does not exist.
-        ValueError: when ``root`` has no class folders or a class folder holds no images.
+        ValueError: when ``root`` has no class folders, a class folder holds no images, or (``classes`` None) the
+            sub-folders are splits such as ``train``/``test`` (:data:`SPLIT_FOLDER_NAMES`) rather than classes.
 
     Example::
 
@@ -149,8 +189,9 @@ def class_folder_datalist(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {str(root)!r} does not exist or is not a folder.")
-    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    present = _subfolders(root)
     if classes is None:
+        _refuse_split_root(root, present, "class_folder_datalist")
         if not present:
             raise ValueError(
                 f"dataset root {str(root)!r} has no class sub-folders (expected e.g. NORMAL/, PNEUMONIA/)."

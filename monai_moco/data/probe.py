@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
-from monai_moco.data.datalists import class_folder_datalist
+from monai_moco.data.datalists import _refuse_split_root, _subfolders, class_folder_datalist
 from monai_moco.data.splits import group_train_val_split, label_fraction_split
 
 __all__ = ["fixed_image_batch", "probe_datalists"]
@@ -29,7 +30,8 @@ def probe_datalists(
     """A stratified ``(reference, validation)`` pair of labelled datalists from a folder-per-class layout.
 
     Args:
-        root: folder with one sub-folder per class (e.g. Kermany's ``train/NORMAL``, ``train/PNEUMONIA``).
+        root: folder with one sub-folder per class (e.g. Kermany's ``train/NORMAL``, ``train/PNEUMONIA``); symbolic
+            links are followed.
         num_images: images in both parts together (a stratified seeded subset); 0 uses every image.
         val_fraction: share of the subset that goes to validation, in (0, 1).
         seed: seed of the subset and of the split.
@@ -40,7 +42,9 @@ def probe_datalists(
         both.
 
     Raises:
-        ValueError: for a negative ``num_images`` or when the subset is too small to hold every class on both sides.
+        ValueError: for a negative ``num_images``, when the subset is too small to hold every class on both sides, or
+            when ``root``'s sub-folders are splits (``train``, ``val``, ``valid``, ``validation``, ``test``) rather than
+            classes: pass one split, e.g. ``data/kermany/train``, not the dataset root.
         FileNotFoundError: when ``root`` does not exist (see :func:`~monai_moco.data.class_folder_datalist`).
 
     Example::
@@ -49,6 +53,8 @@ def probe_datalists(
     """
     if int(num_images) < 0:
         raise ValueError(f"probe_datalists: num_images must be 0 (all) or positive, got {num_images}.")
+    if Path(root).is_dir():
+        _refuse_split_root(Path(root), _subfolders(Path(root)), "probe_datalists (the kNN monitor's folder)")
     datalist = class_folder_datalist(root, classes)
     if 0 < int(num_images) < len(datalist):
         keep = label_fraction_split([d["label"] for d in datalist], int(num_images) / len(datalist), seed=seed)

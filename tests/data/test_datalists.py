@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -240,3 +241,29 @@ def test_skip_bad_csv_datalist(mixed_folder):
     items = csv_datalist(root / "manifest.csv", skip_bad=True, report=report)
     assert len(items) == 4 and {p for p, _ in report} == bad
     assert len(csv_datalist(root / "manifest.csv")) == 7
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_find_images_follows_symlinks_once_and_skips_hidden_folders(kermany_dir: Path, tmp_path: Path, recursive):
+    real = sorted((kermany_dir / "val" / "NORMAL").glob("*.jpeg"))[:3]
+    store = tmp_path / "store"
+    store.mkdir()
+    for src in real[:2]:
+        shutil.copy(src, store / src.name)
+    root = tmp_path / "root"
+    (root / ".cache").mkdir(parents=True)
+    shutil.copy(real[2], root / ".cache" / real[2].name)  # a hidden folder: left out
+    (root / "linked").symlink_to(store, target_is_directory=True)
+    (root / "one.jpeg").symlink_to(store / real[0].name)  # a linked file, listed under its link's path
+    (root / "linked_again").symlink_to(root, target_is_directory=True)  # a loop back to the root: visited once
+    (root / "broken.jpeg").symlink_to(tmp_path / "missing.jpeg")
+    found = find_images(root, recursive=recursive)
+    names = sorted(os.path.relpath(p, root) for p in found)
+    assert names == (["linked/" + p.name for p in real[:2]] + ["one.jpeg"] if recursive else ["one.jpeg"])
+    if recursive:
+        assert [d["image"] for d in class_folder_datalist(tmp_path, classes=["root"])] == found
+
+
+def test_class_folder_datalist_refuses_split_folders(kermany_dir: Path):
+    with pytest.raises(ValueError, match=r"split folders \['test', 'train', 'val'\].*one sub-folder per class.*train'"):
+        class_folder_datalist(kermany_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -37,3 +39,32 @@ def test_fixed_image_batch_stacks_plain_tensors():
     assert fixed_image_batch(data, 10).shape[0] == 5
     with pytest.raises(ValueError, match="num_images"):
         fixed_image_batch([], 2)
+
+
+@pytest.mark.parametrize(
+    "subfolders", [("train", "test"), ("train", "val", "test"), ("Train", "valid"), ("test", "validation")]
+)
+def test_probe_datalists_refuses_split_folders(kermany_dir, tmp_path, subfolders):
+    # a dataset root given where one split (a folder of class folders) is expected: the split names are not classes
+    root = tmp_path / "dataset"
+    for split in subfolders:
+        for cls in ("NORMAL", "PNEUMONIA"):
+            (root / split / cls).mkdir(parents=True)
+            for src in sorted((kermany_dir / "val" / cls).glob("*.jpeg"))[:2]:
+                shutil.copy(src, root / split / cls / src.name)
+    expected = next((s for s in subfolders if s.lower() == "train"), subfolders[0])
+    with pytest.raises(ValueError, match="kNN monitor") as err:
+        probe_datalists(root, num_images=0)
+    for text in (str(root), f"sub-folders found: {sorted(subfolders)}", "one sub-folder per class", str(root / expected)):
+        assert text in str(err.value)
+    ref, val = probe_datalists(root / expected, num_images=0)  # the split itself is accepted
+    assert len(ref) + len(val) == 4
+
+
+def test_probe_datalists_follows_symlinked_class_folders(kermany_dir, tmp_path):
+    root = tmp_path / "linked"
+    root.mkdir()
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).symlink_to(kermany_dir / "val" / cls, target_is_directory=True)
+    ref, val = probe_datalists(root, num_images=0)
+    assert len(ref) + len(val) == 16 and {d["label_name"] for d in ref} == {"NORMAL", "PNEUMONIA"}
