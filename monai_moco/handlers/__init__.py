@@ -9,6 +9,8 @@ from monai_moco.utils.io import write_json_atomic as write_json_atomic  # define
 from .checkpoint_saver import AtomicCheckpointSaver as AtomicCheckpointSaver
 from .classification_report import ClassificationReport as ClassificationReport
 from .heatmap_writer import PatchHeatmapWriter as PatchHeatmapWriter
+from .mlflow_tracking import BundleMLFlowHandler as BundleMLFlowHandler
+from .mlflow_tracking import tracking_output_transform as tracking_output_transform
 from .representation_monitor import PROBES as PROBES
 from .representation_monitor import RepresentationMonitor as RepresentationMonitor
 from .representation_monitor import image_label_batch as image_label_batch
