@@ -29,6 +29,7 @@ before any of its code can run.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Mapping
@@ -60,6 +61,8 @@ _MOCO_PREFIXES = ("module.encoder_q.", "encoder_q.", "module.base_encoder.", "ba
 _CLASSIFIER_PREFIXES = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "_fc.", "class_layers.out.")
 _CONTAINER_KEYS = ("state_dict", "model", "module")
 _MAX_SHOWN = 5
+
+logger = logging.getLogger(__name__)
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -265,6 +268,9 @@ def load_backbone_weights(
 ) -> dict[str, Any]:
     """Load a backbone's weights from a local checkpoint of any supported format (see the module docstring).
 
+    The load is logged (logger ``monai_moco.networks.weights``): file, format, number of tensors loaded, dropped,
+    adapted, missing and unexpected keys; at WARNING level when keys are missing or unexpected (``strict=False``).
+
     Args:
         backbone: the feature extractor to load into (e.g. from :func:`~monai_moco.networks.nets.build_backbone`).
         path: local checkpoint file (``.pt``/``.pth``/``.bin``/``.safetensors``); never downloaded.
@@ -272,7 +278,8 @@ def load_backbone_weights(
         strict: fail when keys are missing from, or unexpected in, the checkpoint (after format handling).
 
     Returns:
-        a report ``{"path", "format", "missing_keys", "unexpected_keys", "adapted_keys", "dropped_keys"}``.
+        a report ``{"path", "format", "num_tensors", "missing_keys", "unexpected_keys", "adapted_keys",
+        "dropped_keys"}`` (``num_tensors``: checkpoint tensors loaded into the backbone).
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
@@ -312,9 +319,18 @@ def load_backbone_weights(
             f"the detection was wrong, or strict=False to load the matching keys only."
         )
     backbone.load_state_dict(state, strict=False)
+    loaded = len(state) - len(unexpected)
+    logger.log(
+        logging.WARNING if missing or unexpected else logging.INFO,
+        "pretrained weights loaded into %s from %s: format %r, %d of %d backbone tensors; dropped %s; adapted input "
+        "channels %s; missing (left as initialised) %s; unexpected (ignored) %s.",
+        type(backbone).__name__, path, fmt, loaded, len(target),
+        *(_first(keys) if keys else "none" for keys in (dropped, adapted, missing, unexpected)),
+    )
     return {
         "path": path,
         "format": fmt,
+        "num_tensors": loaded,
         "missing_keys": missing,
         "unexpected_keys": unexpected,
         "adapted_keys": adapted,

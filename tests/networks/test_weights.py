@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import pickle
 
 import pytest
@@ -172,3 +173,29 @@ def test_mismatches_name_the_file_and_keys(tmp_path):
         extract_backbone_state_dict({"epoch": 3}, "auto", "x.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_backbone_weights(build_backbone("resnet18"), tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_the_load_is_logged_with_format_tensor_count_and_dropped_keys(tmp_path, caplog, strict):
+    """build_backbone(weights=...) says what it loaded: format, tensors, dropped (and with strict=False missing) keys."""
+    rgb = torchvision.models.resnet18(weights=None)
+    state = rgb.state_dict()
+    if not strict:
+        state = {k: v for k, v in state.items() if not k.startswith("layer4.")}
+    torch.save(state, tmp_path / "imagenet.pth")
+    with caplog.at_level(logging.INFO, logger="monai_moco.networks.weights"):
+        if strict:
+            backbone = build_backbone("resnet18", in_channels=1, weights=tmp_path / "imagenet.pth")
+            report = backbone.weights_report
+        else:
+            report = load_backbone_weights(build_backbone("resnet18"), tmp_path / "imagenet.pth", strict=False)
+    expected = len(state) - 2  # the 1000-class fc is dropped
+    assert report["num_tensors"] == expected and len(caplog.records) == 1
+    record = caplog.records[0]
+    message = record.getMessage()
+    assert record.levelno == (logging.INFO if strict else logging.WARNING)
+    for text in ("pretrained weights loaded", "imagenet.pth", "format 'torchvision'", f"{expected} of ",
+                 "'fc.weight'", "'conv1.weight'"):
+        assert text in message, (text, message)
+    assert ("missing (left as initialised) none" in message) == strict
+    assert strict or "'layer4." in message
