@@ -5,7 +5,15 @@ Each area has ``array.py`` (array transforms) and ``dictionary.py`` (dictionary 
 
 from __future__ import annotations
 
-from monai_moco.transforms.io import LoadXRay, LoadXRayD, LoadXRayd, LoadXRayDict, XRayReadError, check_xray_file  # noqa: F401
+from monai_moco.transforms.io import (  # noqa: F401
+    LoadXRay,
+    LoadXRayD,
+    LoadXRayd,
+    LoadXRayDict,
+    XRayImageReader,
+    XRayReadError,
+    check_xray_file,
+)
 from monai_moco.transforms.spatial import Letterbox, LetterboxD, Letterboxd, LetterboxDict, unletterbox  # noqa: F401
 from monai_moco.transforms.ssl import (  # noqa: F401
     BatchedCXRAugment,

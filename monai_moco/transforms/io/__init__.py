@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from monai_moco.transforms.io.array import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIZE,
     INTENSITY_MODES,
     SUPPORTED_PHOTOMETRIC,
     VOI_MODES,
     LoadXRay,
+    XRayImageReader,
     XRayReadError,
     check_xray_file,
 )
 from monai_moco.transforms.io.dictionary import LoadXRayD, LoadXRayd, LoadXRayDict
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MIN_SIZE",
     "INTENSITY_MODES",
     "SUPPORTED_PHOTOMETRIC",
     "VOI_MODES",
@@ -20,6 +25,7 @@ __all__ = [
     "LoadXRayD",
     "LoadXRayDict",
     "LoadXRayd",
+    "XRayImageReader",
     "XRayReadError",
     "check_xray_file",
 ]
