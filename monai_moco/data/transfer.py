@@ -185,9 +185,10 @@ def _read_splits(
         val_dir = _split_folder(dataset_dir, _VAL_FOLDERS)
         train = class_folder_datalist(train_dir)
         class_names = list(dict.fromkeys(d["label_name"] for d in train))
-        splits = {"train": train, "test": _folder_split(test_dir, class_names, train_dir)}
+        splits = {"train": train}
         if val_dir is not None:
             splits["val"] = _folder_split(val_dir, class_names, train_dir)
+        splits["test"] = _folder_split(test_dir, class_names, train_dir)
         names = "/ ".join(d.name for d in (train_dir, val_dir, test_dir) if d is not None)
         source, val = f"{dataset_dir}: {names}/ class folders", val_dir.name if val_dir else None
         patient_ids = "none"
