@@ -33,6 +33,7 @@ def _tiny(kermany_dir, out, **more):
         "max_images": 32,
         "batch_size": 8,
         "epochs": 1,
+        "min_steps": 0,
         "device": "cpu",
         "num_workers": 0,
         "progress": False,
@@ -105,6 +106,36 @@ def test_linear_probe_from_moco_format_keeps_backbone(bundles, kermany_dir, tmp_
     assert set(saved) == set(expected)
     changed = [k for k in expected if not torch.equal(saved[k], expected[k])]
     assert not changed, f"frozen probe changed backbone tensors: {changed[:5]}"
+
+
+def test_frozen_fits_a_logistic_probe_and_reports_test(bundles, kermany_dir, tmp_path):
+    """``--frozen True`` embeds the images once, chooses C on validation AUC, folds the probe into the head and writes
+    the test report; evaluate.json on the saved model reproduces the same test AUC."""
+    out = tmp_path / "probe"
+    bundles.run(bundles.command([TRAIN], _tiny(kermany_dir, out, max_images=64, frozen=True)))
+    report = json.loads((out / "test_metrics.json").read_text())
+    probe = report["probe"]
+    assert probe["c"] in [float(c) for c in probe["grid"]] and len(probe["grid"]) == 11
+    assert report["n"] == 64 and report["frozen"] is True and report["n_train"] > 0
+    assert 0.0 <= report["auc"]["ci_low"] <= report["auc"]["value"] <= report["auc"]["ci_high"] <= 1.0
+    assert "probe/val_auc" in bundles.tensorboard_scalars(out / "tensorboard")
+    again = tmp_path / "again"
+    again.mkdir()
+    bundles.run(bundles.command(
+        [TRAIN, EVALUATE],
+        _tiny(kermany_dir, out, max_images=64, frozen=True, metrics_file=again / "m.json",
+              predictions_file=again / "p.csv"),
+    ))  # fmt: skip
+    assert json.loads((again / "m.json").read_text())["auc"]["value"] == pytest.approx(report["auc"]["value"], abs=1e-6)
+
+
+def test_finetune_makes_at_least_min_steps(bundles, kermany_dir, tmp_path):
+    """A subset smaller than the batch trains with a batch of the subset and enough epochs for ``min_steps``."""
+    out = tmp_path / "small"
+    bundles.run(bundles.command([TRAIN], _tiny(kermany_dir, out, label_fraction=0.1, min_steps=6, val_checks=2)))
+    loss = bundles.tensorboard_scalars(out / "tensorboard")["train_loss"]
+    assert len(loss) == 6, len(loss)  # 2-3 labelled images: one step per epoch, 6 epochs
+    assert (out / "models" / "model.pt").is_file()
 
 
 def test_finetune_from_our_pretraining_checkpoint(bundles, kermany_dir, tmp_path):
