@@ -62,7 +62,7 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-from monai_moco.engines import ContrastiveTrainer, MoCoTrainer, SimCLRTrainer
+from monai_moco.engines import ContrastiveTrainer, MoCoTrainer, SimCLRTrainer, StepOptions
 from monai_moco.losses import InfoNCELoss, NTXentLoss
 from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead, SimCLRProjectionHead
 from monai_moco.networks.nets import build_backbone
@@ -174,9 +174,11 @@ def build_ours(
         "network": encoder,
         "optimizer": optimizer,
         "view_transform": BatchedTwoView(spatial_size=size, seed=args.seed),
-        "amp": "auto" if fast else False,  # bf16 autocast only where the CPU has native bf16
-        "channels_last": fast and not args.no_channels_last,
-        "compile": fast and args.compile,
+        "step": StepOptions(
+            amp="auto" if fast else False,  # bf16 autocast only where the CPU has native bf16
+            channels_last=fast and not args.no_channels_last,
+            compile=fast and args.compile,
+        ),
     }
     common.update(engine_kwargs)
     if method == "moco":

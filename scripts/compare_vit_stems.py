@@ -55,7 +55,7 @@ from monai.utils import look_up_option, set_determinism
 from tqdm.auto import tqdm
 
 from monai_moco.data import label_fraction_split, make_dataset, train_test_datalists, unlabeled_datalist
-from monai_moco.engines import MoCoTrainer
+from monai_moco.engines import MoCoTrainer, StepOptions
 from monai_moco.engines.contrastive import NonFiniteLossError
 from monai_moco.losses import InfoNCELoss
 from monai_moco.metrics import auc_with_ci, extract_features, knn_predict, logistic_probe
@@ -259,7 +259,7 @@ def run_arm(arm: str, seed: int, images: torch.Tensor, probe: dict[str, Any], ar
         device=device, max_epochs=1, epoch_length=steps, train_data_loader=loader, network=encoder,
         optimizer=optimizer, loss_function=InfoNCELoss(temperature=args.temperature), queue_size=args.queue_size,
         momentum=args.momentum, view_transform=BatchedTwoView(spatial_size=args.image_size, seed=seed),
-        amp=args.amp, train_handlers=[LrScheduleHandler(schedule, print_lr=False, epoch_level=False)],
+        step=StepOptions(amp=args.amp), train_handlers=[LrScheduleHandler(schedule, print_lr=False, epoch_level=False)],
     )
     curves: dict[str, list[float]] = {"loss": [], "acc1": [], "grad_norm": [], "lr": []}
     bar = tqdm(total=steps, desc=f"{arm} seed {seed}", leave=False)

@@ -7,6 +7,7 @@ from .contrastive import AMP_MODES as AMP_MODES
 from .contrastive import ContrastiveTrainer as ContrastiveTrainer
 from .contrastive import NonFiniteLossError as NonFiniteLossError
 from .contrastive import PrepareTwoViewBatch as PrepareTwoViewBatch
+from .contrastive import StepOptions as StepOptions
 from .contrastive import TorchRNGState as TorchRNGState
 from .contrastive import amp_pays as amp_pays
 from .contrastive import checkpoint_dict as checkpoint_dict

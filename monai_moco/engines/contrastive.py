@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from monai.data import MetaTensor
 from monai.engines import Trainer
-from monai.engines.utils import IterationEvents, PrepareBatch, default_metric_cmp_fn
+from monai.engines.utils import IterationEvents, PrepareBatch
 from monai.utils import IgniteInfo, look_up_option, min_version, optional_import
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim.optimizer import Optimizer
@@ -31,17 +32,15 @@ from monai_moco.losses.utils import contrastive_accuracy, logit_stats
 from monai_moco.utils.cpu import bf16_native
 
 if TYPE_CHECKING:
-    from ignite.engine import Engine, EventEnum
-    from ignite.metrics import Metric
+    from ignite.engine import Engine
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
-    Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric")
-    EventEnum, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EventEnum")
 
 __all__ = [
     "ContrastiveTrainer",
     "NonFiniteLossError",
     "PrepareTwoViewBatch",
+    "StepOptions",
     "TorchRNGState",
     "AMP_MODES",
     "amp_pays",
@@ -209,6 +208,62 @@ class _GeneratorState:
         self.get_generator().set_state(state_dict["state"].cpu())
 
 
+@dataclass
+class StepOptions:
+    """How a contrastive training step runs: precision, memory format, compilation and the optimizer step.
+
+    Grouped apart from the engine arguments because every recipe sets a few of them and the step reads all of them.
+
+    Args:
+        amp: autocast the forward passes: ``True``, ``False`` (default) or ``"auto"`` (on where it pays,
+            ``amp_pays(device)``: CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times
+            slower than fp32). ``True`` on such a CPU is honoured with a warning.
+        amp_dtype: autocast dtype (a ``torch.dtype`` or its name); default ``default_amp_dtype(device)`` (bf16 on CPU,
+            fp16 on CUDA). fp16 on CUDA uses a ``torch.amp.GradScaler`` (the trainer's ``scaler``, saved by
+            ``checkpoint_dict``).
+        channels_last: convert the network (in place: the optimizer's parameters stay the same objects) and the views
+            to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster, especially under
+            autocast. Token-only networks (ViTs) are unaffected apart from their conv stem.
+            ``torch.optim.SGD(fused=True)`` then copies each 4-D weight to contiguous and back on every step;
+            ``monai_moco.optimizers.FlatViewSGD`` steps them in place.
+        compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled, so checkpoints have
+            clean keys).
+        compile_kwargs: arguments of ``torch.compile``.
+        clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still measured and
+            a non-finite norm stops the run, except under fp16 where ``GradScaler`` skips the step).
+        accumulation_steps: micro-batches per optimizer step (the loss is divided by it; an epoch's last micro-batch
+            always steps, as in MONAI's ``SupervisedTrainer``).
+        set_to_none: ``optimizer.zero_grad(set_to_none=...)``; default True, torch's default, so backward writes fresh
+            gradients instead of adding to zero-filled ones (MONAI's trainers default to False).
+
+    Raises:
+        ValueError: for an ``amp`` not in ``AMP_MODES``, ``accumulation_steps < 1`` or ``clip_grad_norm <= 0``.
+
+    Example::
+
+        MoCoTrainer(..., step=StepOptions(amp="auto", channels_last=True, clip_grad_norm=3.0))
+    """
+
+    amp: bool | str = False
+    amp_dtype: torch.dtype | str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    compile_kwargs: dict[str, Any] = field(default_factory=dict)
+    clip_grad_norm: float | None = None
+    accumulation_steps: int = 1
+    set_to_none: bool = True
+
+    def __post_init__(self) -> None:
+        self.amp = look_up_option(self.amp, AMP_MODES)
+        if isinstance(self.amp_dtype, str):
+            self.amp_dtype = getattr(torch, self.amp_dtype.removeprefix("torch."))
+        self.compile_kwargs = dict(self.compile_kwargs or {})
+        if self.accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be a positive integer, got {self.accumulation_steps!r}.")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be positive or None, got {self.clip_grad_norm!r}.")
+
+
 class ContrastiveTrainer(Trainer):
     """Base engine for two-view contrastive pretraining; subclasses write ``forward_views`` and ``compute_loss``.
 
@@ -223,6 +278,9 @@ class ContrastiveTrainer(Trainer):
     clipping) plus the subclass's ``extra_stats``. Log them all with
     ``monai_moco.handlers.contrastive_stats_handlers`` or ``StatsHandler(output_transform=lambda o: o)``.
 
+    The signature is MONAI's ``SupervisedTrainer``'s core plus the two-view options: how the step runs is one
+    :class:`StepOptions`, and the generic engine arguments pass through to ``monai.engines.Trainer``.
+
     Args:
         device: the training device.
         max_epochs: total number of epochs.
@@ -236,44 +294,19 @@ class ContrastiveTrainer(Trainer):
             when a batch carries only the image (e.g. ``monai_moco.transforms.ssl.BatchedTwoView``). Its random
             generator (``generator_for(device)`` or a ``generator`` attribute) joins ``checkpoint_dict`` so a resumed
             run draws the same views.
-        amp: autocast the forward passes: ``True``, ``False`` (default) or ``"auto"`` (on where it pays,
-            ``amp_pays(device)``: CUDA, and CPUs with native bf16; off on CPUs where bf16 is emulated and many times
-            slower than fp32).
-            ``True`` on such a CPU is honoured with a warning.
-        amp_dtype: autocast dtype; default ``default_amp_dtype(device)`` (bf16 on CPU, fp16 on CUDA). fp16 on CUDA
-            uses a ``torch.amp.GradScaler`` (``self.scaler``, saved by ``checkpoint_dict``).
-        channels_last: convert ``network`` (in place: the optimizer's parameters stay the same objects) and the
-            views to the channels-last memory format, which oneDNN (CPU) and cuDNN convolutions run faster,
-            especially under bf16/fp16 autocast (``scripts/bench_pretrain.py`` measures it). Token-only networks
-            (ViTs) are unaffected apart from their conv stem. ``torch.optim.SGD(fused=True)`` then copies each 4-D
-            weight to contiguous and back on every step; ``monai_moco.optimizers.FlatViewSGD`` steps them in place.
-        compile: ``torch.compile`` the forward callables (the modules themselves stay un-compiled).
-        compile_kwargs: arguments of ``torch.compile``.
-        clip_grad_norm: clip the total gradient 2-norm to this value (None: no clipping; the norm is still
-            measured and a non-finite norm stops the run, except under fp16 where ``GradScaler`` skips the step).
-        accumulation_steps: micro-batches per optimizer step (the loss is divided by it; an epoch's last
-            micro-batch always steps, as in MONAI's ``SupervisedTrainer``).
-        epoch_length: iterations per epoch, default ``len(train_data_loader)``.
-        non_blocking: non-blocking host-to-device copies.
-        prepare_batch: ``(batchdata, device, non_blocking, **kwargs) -> (view1, view2) | images``; default
-            ``PrepareTwoViewBatch()``.
-        iteration_update: replace ``_iteration`` altogether (ignite's process function).
-        postprocessing: MONAI post-processing run at ``MODEL_COMPLETED``.
-        key_train_metric: ignite metrics dict, see ``monai.engines.Trainer``.
-        additional_metrics: more ignite metrics.
-        metric_cmp_fn: key-metric comparison.
-        train_handlers: handlers with ``attach`` (StatsHandler, CheckpointSaver, LrScheduleHandler, ...). Note:
-            MONAI's ``StatsHandler`` re-raises in its exception handler, so list a checkpoint saver with
-            ``save_final=True`` BEFORE it, or its exception-time save never runs.
-        event_names: extra ignite events to register.
-        event_to_attr: event-to-state-attribute mapping for ``event_names``.
-        decollate: decollate batch and output (default False: the output is already a dict of scalars).
-        optim_set_to_none: ``optimizer.zero_grad(set_to_none=...)``; default True, torch's default, so backward writes
-            fresh gradients instead of adding to zero-filled ones (MONAI's trainers default to False).
-        to_kwargs: extra ``Tensor.to`` arguments for ``prepare_batch``.
+        step: how the step runs (autocast, channels-last, compile, clipping, accumulation); default ``StepOptions()``.
+        train_handlers: handlers with ``attach`` (StatsHandler, CheckpointSaver, LrScheduleHandler, ...), attached once
+            the subclass has built its parts. MONAI's ``StatsHandler`` re-raises in its exception handler, so list a
+            checkpoint saver with ``save_final=True`` BEFORE it, or its exception-time save never runs.
+        engine_kwargs: ``monai.engines.Trainer`` arguments (``epoch_length``, ``non_blocking``, ``prepare_batch``,
+            ``iteration_update``, ``postprocessing``, ``key_metric``, ``additional_metrics``, ``metric_cmp_fn``,
+            ``event_names``, ``event_to_attr``, ``decollate``, ``to_kwargs``). Defaults differ in two:
+            ``prepare_batch=PrepareTwoViewBatch()`` and ``decollate=False`` (the output is already a dict of scalars).
 
-    Raises:
-        ValueError: for ``accumulation_steps < 1``, ``clip_grad_norm <= 0`` or an ``amp`` not in ``AMP_MODES``.
+    Example::
+
+        trainer = MoCoTrainer(device, 10, loader, net, opt, view_transform=BatchedTwoView(spatial_size=224),
+                              step=StepOptions(amp="auto", channels_last=True), epoch_length=100)
     """
 
     def __init__(
@@ -285,33 +318,12 @@ class ContrastiveTrainer(Trainer):
         optimizer: Optimizer,
         loss_function: torch.nn.Module | Callable,
         view_transform: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-        amp: bool | str = False,
-        amp_dtype: torch.dtype | str | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-        compile_kwargs: dict | None = None,
-        clip_grad_norm: float | None = None,
-        accumulation_steps: int = 1,
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        prepare_batch: Callable | None = None,
-        iteration_update: Callable[[Engine, Any], Any] | None = None,
-        postprocessing: Callable | None = None,
-        key_train_metric: dict[str, Metric] | None = None,
-        additional_metrics: dict[str, Metric] | None = None,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        step: StepOptions | None = None,
         train_handlers: Sequence | None = None,
-        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
-        event_to_attr: dict | None = None,
-        decollate: bool = False,
-        optim_set_to_none: bool = True,
-        to_kwargs: dict | None = None,
+        **engine_kwargs: Any,
     ) -> None:
-        if accumulation_steps < 1:
-            raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}.")
-        if clip_grad_norm is not None and clip_grad_norm <= 0:
-            raise ValueError(f"clip_grad_norm must be positive or None, got {clip_grad_norm!r}.")
-        amp = look_up_option(amp, AMP_MODES)
+        step = StepOptions() if step is None else step
+        amp = step.amp
         if amp == "auto":
             amp = amp_pays(device)
         elif amp and torch.device(device).type == "cpu" and not bf16_native():
@@ -320,40 +332,25 @@ class ContrastiveTrainer(Trainer):
                 "many times slower than float32; use amp='auto' (or False) on this machine.",
                 stacklevel=2,
             )
-        if isinstance(amp_dtype, str):
-            amp_dtype = getattr(torch, amp_dtype)
-        self.amp_dtype: torch.dtype = amp_dtype if amp_dtype is not None else default_amp_dtype(device)
+        self.amp_dtype: torch.dtype = step.amp_dtype if step.amp_dtype is not None else default_amp_dtype(device)
+        engine_kwargs.setdefault("decollate", False)
+        if engine_kwargs.get("prepare_batch") is None:
+            engine_kwargs["prepare_batch"] = PrepareTwoViewBatch()
         super().__init__(
             device=device,
             max_epochs=max_epochs,
             data_loader=train_data_loader,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            prepare_batch=PrepareTwoViewBatch() if prepare_batch is None else prepare_batch,
-            iteration_update=iteration_update,
-            postprocessing=postprocessing,
-            key_metric=key_train_metric,
-            additional_metrics=additional_metrics,
-            metric_cmp_fn=metric_cmp_fn,
-            handlers=None,  # attached at the end of __init__, once the subclass has built its parts
+            handlers=None,  # attached at the end of the subclass's __init__, once it has built its parts
             amp=amp,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            to_kwargs=to_kwargs,
+            **engine_kwargs,
         )
-        self.channels_last = channels_last
-        if channels_last:
+        self.step = step
+        if step.channels_last:
             network.to(memory_format=torch.channels_last)  # in place, so subclasses' copies (MoCo's key encoder) follow
         self.network = network
         self.optimizer = optimizer
         self.loss_function = loss_function
         self.view_transform = view_transform
-        self.compile = compile
-        self.compile_kwargs = {} if compile_kwargs is None else dict(compile_kwargs)
-        self.clip_grad_norm = clip_grad_norm
-        self.accumulation_steps = accumulation_steps
-        self.optim_set_to_none = optim_set_to_none
         self.scaler = (
             torch.amp.GradScaler("cuda")
             if amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
@@ -370,8 +367,8 @@ class ContrastiveTrainer(Trainer):
             self._train_handlers = None
 
     def maybe_compile(self, module: torch.nn.Module) -> Callable:
-        """Returns: ``torch.compile(module)`` when ``compile=True``, else ``module``."""
-        return torch.compile(module, **self.compile_kwargs) if self.compile else module
+        """Returns: ``torch.compile(module)`` when ``step.compile``, else ``module``."""
+        return torch.compile(module, **self.step.compile_kwargs) if self.step.compile else module
 
     def run(self) -> None:  # type: ignore[override]
         """Train; a second call continues from the current state (e.g. after ``CheckpointLoader``).
@@ -450,12 +447,12 @@ class ContrastiveTrainer(Trainer):
         return self._memory_format(views[0]), self._memory_format(views[1])
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.ndim == 4:
+        if self.step.channels_last and x.ndim == 4:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
     def _accumulation_flags(self, engine: Engine) -> tuple[bool, bool]:
-        acc = self.accumulation_steps
+        acc = self.step.accumulation_steps
         if acc == 1:
             return True, True
         epoch_length = engine.state.epoch_length
@@ -494,7 +491,7 @@ class ContrastiveTrainer(Trainer):
         should_zero_grad, should_step = self._accumulation_flags(engine)
         self.train_mode()
         if should_zero_grad:
-            self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+            self.optimizer.zero_grad(set_to_none=self.step.set_to_none)
         snapshot = [(b, b.detach().clone()) for b in self.buffers_to_guard()]
 
         with self.autocast():
@@ -510,7 +507,8 @@ class ContrastiveTrainer(Trainer):
         if not torch.isfinite(loss.detach()):
             self._stop_non_finite(engine, "loss", loss_value, snapshot)
 
-        scaled = loss / self.accumulation_steps if self.accumulation_steps > 1 else loss
+        acc = self.step.accumulation_steps
+        scaled = loss / acc if acc > 1 else loss
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
         self.after_backward(outputs)
@@ -523,8 +521,8 @@ class ContrastiveTrainer(Trainer):
             self.last_grad_norm = float(grad_norm)
             if self.scaler is None and not torch.isfinite(grad_norm):
                 self._stop_non_finite(engine, "gradient norm", self.last_grad_norm, snapshot)
-            if self.clip_grad_norm is not None and params:
-                torch.nn.utils.clip_grads_with_norm_(params, self.clip_grad_norm, grad_norm)
+            if self.step.clip_grad_norm is not None and params:
+                torch.nn.utils.clip_grads_with_norm_(params, self.step.clip_grad_norm, grad_norm)
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.engines.utils import default_metric_cmp_fn
 from monai.utils import look_up_option
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.optimizer import Optimizer
@@ -84,10 +83,7 @@ class MoCoTrainer(ContrastiveTrainer):
         shuffle_splits: sub-batches for single-process ShuffleBN (``>= 1``); decided when the trainer is built: in a
             process group of several ranks the cross-rank shuffle is used instead.
         symmetric: also use view2 as query and view1 as key, average the two losses.
-        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
-            compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch,
-            iteration_update, postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers,
-            event_names, event_to_attr, decollate, optim_set_to_none, to_kwargs).
+        kwargs: the other :class:`~monai_moco.engines.ContrastiveTrainer` arguments.
 
     Raises:
         ValueError: for an unknown ``shuffle_bn``, ``shuffle_splits < 1``, ``momentum``/``momentum_end`` outside [0, 1],
@@ -97,7 +93,7 @@ class MoCoTrainer(ContrastiveTrainer):
     Example::
 
         import torch
-        from monai_moco.engines import MoCoTrainer
+        from monai_moco.engines import MoCoTrainer, StepOptions
         from monai_moco.losses import InfoNCELoss
         from monai_moco.networks.blocks.projection_head import MoCoV2ProjectionHead
         from monai_moco.networks.nets.contrastive_encoder import ContrastiveEncoder
@@ -109,6 +105,7 @@ class MoCoTrainer(ContrastiveTrainer):
             device="cpu", max_epochs=10, train_data_loader=loader,  # batches {"image": (B, 1, 64, 64)}
             network=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4),
             loss_function=InfoNCELoss(temperature=0.2), queue_size=4096, view_transform=BatchedTwoView(...),
+            step=StepOptions(amp="auto", channels_last=True),
         )
         trainer.run()
         trainer.state.output  # {"loss": ..., "acc1": ..., "queue_fill": ..., "momentum": ..., ...}
@@ -129,8 +126,6 @@ class MoCoTrainer(ContrastiveTrainer):
         shuffle_bn: str = "shuffle",
         shuffle_splits: int = 2,
         symmetric: bool = False,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
-        train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -140,8 +135,6 @@ class MoCoTrainer(ContrastiveTrainer):
             network=network,
             optimizer=optimizer,
             loss_function=InfoNCELoss(temperature=0.2) if loss_function is None else loss_function,
-            metric_cmp_fn=metric_cmp_fn,
-            train_handlers=train_handlers,
             **kwargs,
         )
         if not 0.0 <= momentum <= 1.0 or (momentum_end is not None and not 0.0 <= momentum_end <= 1.0):

@@ -43,13 +43,9 @@ class SimCLRTrainer(ContrastiveTrainer):
         joint_forward: forward both views as one batch of ``2N`` (default: BatchNorm normalises the two views
             together, the paper's setting within a device). ``False`` forwards each view on its own, so each
             BatchNorm normalises one view's batch, as lightly's and most PyTorch SimCLR code do; for a network
-            without BatchNorm the two give the same result. Speed: in one interleaved A/B on
-            an AVX2 CPU (ConvStemViT-Tiny, 128 px, batch 16) the two forwards of 16 ran 7 % faster than one of 32, but
-            across ``scripts/bench_pretrain.py --simclr_views`` runs the difference stayed within run-to-run noise.
-        kwargs: the remaining ``ContrastiveTrainer`` arguments (view_transform, amp, amp_dtype, channels_last, compile,
-            compile_kwargs, clip_grad_norm, accumulation_steps, epoch_length, non_blocking, prepare_batch,
-            iteration_update, postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers,
-            event_names, event_to_attr, decollate, optim_set_to_none, to_kwargs).
+            without BatchNorm the two give the same result. Their speed differs by less than run-to-run noise
+            (``scripts/bench_pretrain.py --simclr_views``).
+        kwargs: the other :class:`~monai_moco.engines.ContrastiveTrainer` arguments.
 
     Example::
 

@@ -1,7 +1,7 @@
 """SGD that updates each dense tensor through a 1-D view, so channels-last weights are never copied by the step.
 
 ``torch.optim.SGD(fused=True)`` on CPU runs its kernel on contiguous memory: a channels-last convolution weight (what
-``ContrastiveTrainer(channels_last=True)`` makes) is copied to contiguous and back on every step. The SGD update is
+``StepOptions(channels_last=True)`` makes) is copied to contiguous and back on every step. The SGD update is
 elementwise, so when a parameter, its gradient and its momentum buffer share one dense memory layout (autograd gives a
 dense parameter a gradient of its own strides) the same update can run on 1-D views of the three memory blocks, with
 no copy and the same result, and a channels-last step then costs what a contiguous one does.

@@ -106,7 +106,7 @@ def test_vit_bundles_pass_compile_to_the_trainer(bundles, name):
     """The ViT bundles' top-level ``compile`` id (default off) is what their trainer receives."""
     config = json.loads((bundles.dir / name / "train.json").read_text())
     assert config["compile"] is False
-    assert config["train"]["trainer"]["compile"] == "@compile", config["train"]["trainer"]
+    assert config["train"]["trainer"]["step"]["compile"] == "@compile", config["train"]["trainer"]
 
 
 def test_moco_vit_bundle_runs_compiled(bundles, kermany_dir, tmp_path):

@@ -16,7 +16,14 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
 
-from monai_moco.engines import MoCoTrainer, NonFiniteLossError, SimCLRTrainer, amp_pays, checkpoint_dict
+from monai_moco.engines import (
+    MoCoTrainer,
+    NonFiniteLossError,
+    SimCLRTrainer,
+    StepOptions,
+    amp_pays,
+    checkpoint_dict,
+)
 from monai_moco.handlers import AtomicCheckpointSaver, contrastive_stats_handlers
 from monai_moco.transforms.ssl.batched import BatchedTwoView
 
@@ -175,7 +182,7 @@ def test_same_seed_gives_identical_runs(method, tiny_encoder):
 def test_bf16_autocast_on_cpu(method, tiny_encoder, view_batches):
     net = tiny_encoder()
     trainer = ENGINES[method](net, view_batches(n_batches=2), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-                              amp=True)
+                              step=StepOptions(amp=True))
     dtypes = []
     trainer.add_event_handler(IterationEvents.FORWARD_COMPLETED,
                               lambda e: dtypes.append(next(iter(e.state.output.values())).dtype))
@@ -194,7 +201,7 @@ def test_amp_auto_turns_bf16_on_only_where_the_cpu_has_it(method, native, expect
     assert amp_pays("cpu") is native
     net = tiny_encoder()
     trainer = ENGINES[method](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-                              amp="auto")
+                              step=StepOptions(amp="auto"))
     assert trainer.amp is expect_amp
     trainer.run()
     assert math.isfinite(trainer.state.output["loss"])
@@ -205,11 +212,10 @@ def test_amp_true_on_a_cpu_without_native_bf16_warns(monkeypatch, tiny_encoder, 
     net = tiny_encoder()
     with pytest.warns(UserWarning, match="amp='auto'"):
         trainer = ENGINES["simclr"](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-                                    amp=True)
+                                    step=StepOptions(amp=True))
     assert trainer.amp is True  # asked for explicitly: honoured
     with pytest.raises(ValueError, match="auto"):
-        ENGINES["simclr"](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-                          amp="fast")
+        StepOptions(amp="fast")
 
 
 def test_moco_accumulation_equals_one_step_on_the_double_batch(tiny_encoder, view_batches):
@@ -221,7 +227,8 @@ def test_moco_accumulation_equals_one_step_on_the_double_batch(tiny_encoder, vie
     for batches, acc in ((halves, 2), (double, 1)):
         net = tiny_encoder(batch_norm=False)
         trainer = ENGINES["moco"](net, batches, optimizer=torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9),
-                                  accumulation_steps=acc, shuffle_bn="none", queue_size=32)
+                                  step=StepOptions(accumulation_steps=acc), shuffle_bn="none",
+                                  queue_size=32)
         torch.manual_seed(0)
         trainer.queue.keys.copy_(torch.nn.functional.normalize(torch.randn(32, 16), dim=1))
         trainer.run()
@@ -236,7 +243,7 @@ def test_simclr_accumulation_averages_micro_batch_gradients(tiny_encoder, view_b
     net = tiny_encoder(batch_norm=False)
     reference = copy.deepcopy(net)
     trainer = ENGINES["simclr"](net, halves, optimizer=torch.optim.SGD(net.parameters(), lr=0.5),
-                                accumulation_steps=2)
+                                step=StepOptions(accumulation_steps=2))
     after_first = []
     trainer.add_event_handler(IterationEvents.MODEL_COMPLETED,
                               lambda e: after_first.append({k: v.clone() for k, v in net.state_dict().items()}))
@@ -254,7 +261,7 @@ def test_gradient_clipping_bounds_the_update(tiny_encoder, view_batches):
     net = tiny_encoder()
     before = [p.detach().clone() for p in net.parameters()]
     trainer = ENGINES["simclr"](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
-                                clip_grad_norm=1e-3)
+                                step=StepOptions(clip_grad_norm=1e-3))
     trainer.run()
     step = torch.cat([(p.detach() - b).flatten() for p, b in zip(net.parameters(), before, strict=True)])
     assert trainer.state.output["grad_norm"] > 1e-3  # reported before clipping
@@ -295,11 +302,11 @@ def test_monai_handlers_attach_and_write(method, tiny_encoder, view_batches, tmp
 
 @pytest.mark.parametrize("method", ENGINES)
 def test_compile_wraps_forward_but_checkpoints_stay_clean(method, tiny_encoder, view_batches):
-    """``compile=True`` compiles the forward callables (the cheap "eager" backend here); the modules that are
+    """``StepOptions(compile=True)`` compiles the forward callables (the cheap "eager" backend here); the modules that are
     checkpointed stay un-compiled, so their state_dict keys carry no ``_orig_mod.`` prefix."""
     net = tiny_encoder()
     trainer = ENGINES[method](net, view_batches(n_batches=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-                              compile=True, compile_kwargs={"backend": "eager"})
+                              step=StepOptions(compile=True, compile_kwargs={"backend": "eager"}))
     trainer.run()
     assert trainer._network_fn is not net and trainer.network is net
     assert math.isfinite(trainer.state.output["loss"])

@@ -8,7 +8,7 @@ import torch
 from ignite.engine import Events
 from monai.utils import set_determinism
 
-from monai_moco.engines import MoCoTrainer, SimCLRTrainer
+from monai_moco.engines import MoCoTrainer, SimCLRTrainer, StepOptions
 from monai_moco.networks.blocks import SplitBatchNorm
 from monai_moco.optimizers import FlatViewSGD
 from monai_moco.transforms.ssl import BatchedTwoView
@@ -33,7 +33,7 @@ def _run(method: str, tiny_encoder, view_batches, channels_last: bool, from_imag
     if from_images:
         batches = [{"image": b["view1"].clamp(0, 1)} for b in batches]
         kwargs["view_transform"] = BatchedTwoView(spatial_size=16, seed=0)
-    trainer = ENGINES[method](net, batches, opt, channels_last=channels_last, **kwargs)
+    trainer = ENGINES[method](net, batches, opt, step=StepOptions(channels_last=channels_last), **kwargs)
     seen: list[bool] = []
     conv = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][1]  # 8 input channels (1 channel is both)
     hook = conv.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from monai.engines.utils import IterationEvents
 from torch import nn
 
-from monai_moco.engines import MoCoTrainer
+from monai_moco.engines import MoCoTrainer, StepOptions
 from monai_moco.losses import InfoNCELoss, MemoryQueue
 from monai_moco.networks.blocks import SplitBatchNorm
 from monai_moco.transforms.ssl.batched import BatchedTwoView
@@ -160,7 +160,7 @@ def test_bad_arguments_and_batches_give_clear_errors(tiny_encoder):
     with pytest.raises(ValueError, match="shuffle"):
         _trainer(tiny_encoder(), [], shuffle_bn="ring")
     with pytest.raises(ValueError, match="accumulation_steps"):
-        _trainer(tiny_encoder(), [], accumulation_steps=0)
+        StepOptions(accumulation_steps=0)
     with pytest.raises(ValueError, match="view_transform"):
         _trainer(tiny_encoder(), [{"image": torch.rand(4, 1, 16, 16)}]).run()
     with pytest.raises(KeyError, match="view1"):
