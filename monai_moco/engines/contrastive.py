@@ -289,7 +289,7 @@ class ContrastiveTrainer(Trainer):
             projection). Kept un-compiled in ``self.network`` so checkpoints have clean keys.
         optimizer: optimizer over ``network``'s parameters (``torch.optim.SGD``, ``AdamW`` or
             ``monai_moco.optimizers.LARS``).
-        loss_function: the contrastive loss module.
+        loss_function: the contrastive loss module; default ``default_loss_function()`` (the method's loss).
         view_transform: callable ``images (B, C, H, W) -> (view1, view2)`` applied on the device without gradient
             when a batch carries only the image (e.g. ``monai_moco.transforms.ssl.BatchedTwoView``). Its random
             generator (``generator_for(device)`` or a ``generator`` attribute) joins ``checkpoint_dict`` so a resumed
@@ -316,7 +316,7 @@ class ContrastiveTrainer(Trainer):
         train_data_loader: Iterable | DataLoader,
         network: torch.nn.Module,
         optimizer: Optimizer,
-        loss_function: torch.nn.Module | Callable,
+        loss_function: torch.nn.Module | Callable | None = None,
         view_transform: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         step: StepOptions | None = None,
         train_handlers: Sequence | None = None,
@@ -349,7 +349,7 @@ class ContrastiveTrainer(Trainer):
             network.to(memory_format=torch.channels_last)  # in place, so subclasses' copies (MoCo's key encoder) follow
         self.network = network
         self.optimizer = optimizer
-        self.loss_function = loss_function
+        self.loss_function = self.default_loss_function() if loss_function is None else loss_function
         self.view_transform = view_transform
         self.scaler = (
             torch.amp.GradScaler("cuda")
@@ -381,6 +381,10 @@ class ContrastiveTrainer(Trainer):
 
     # ----------------------------------------------------------------------------------------------------------
     # what subclasses write
+    def default_loss_function(self) -> torch.nn.Module:
+        """The method's loss with its paper's settings, used when no ``loss_function`` is given."""
+        raise NotImplementedError(f"{type(self).__name__} needs a loss_function.")
+
     def forward_views(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward both views (under autocast). Returns a dict of tensors, put in ``engine.state.output``."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_views.")

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from monai.utils import look_up_option
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.optimizer import Optimizer
-from torch.utils.data import DataLoader
 
 from monai_moco.engines.contrastive import ContrastiveTrainer
 from monai_moco.losses import InfoNCELoss, MemoryQueue
@@ -60,17 +57,14 @@ class MoCoTrainer(ContrastiveTrainer):
     micro-batches are enqueued after the step, so every micro-batch sees the same queue and, for a network without
     BatchNorm, accumulating ``n`` micro-batches equals one step on the ``n``-times larger batch.
 
+    The ``network`` is the query encoder, e.g. ``ContrastiveEncoder(backbone, MoCoV2ProjectionHead(...))`` (a DDP
+    wrapper is accepted and its ``module`` copied for the key encoder); MoCo v2's optimizer is SGD lr 0.03 x batch/256,
+    momentum 0.9, weight decay 1e-4 with a cosine schedule; the loss is an InfoNCE loss with
+    ``forward_with_logits(query, key, queue)``, by default ``InfoNCELoss(temperature=0.2)`` (MoCo v2).
+
     Args:
-        device: the training device.
-        max_epochs: total number of epochs.
-        train_data_loader: batches with ``"view1"``/``"view2"`` (``TwoViewd``) or only ``"image"`` plus
-            ``view_transform``.
-        network: the query encoder, e.g. ``ContrastiveEncoder(backbone, MoCoV2ProjectionHead(...))`` (not wrapped in
-            DDP is simplest; a DDP wrapper is accepted and its ``module`` copied for the key encoder).
-        optimizer: optimizer over ``network``'s parameters (MoCo v2: SGD lr 0.03 x batch/256, momentum 0.9,
-            weight decay 1e-4, cosine schedule).
-        loss_function: InfoNCE loss with ``forward_with_logits(query, key, queue)``; default
-            ``InfoNCELoss(temperature=0.2)`` (MoCo v2).
+        args: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments (device, max_epochs, train_data_loader,
+            network, optimizer, loss_function, ...).
         queue_size: number of negatives, or a ready ``MemoryQueue``.
         queue_dim: embedding width for a new queue; default: read from the network.
         momentum: momentum of the key encoder (0.999 in MoCo).
@@ -83,7 +77,7 @@ class MoCoTrainer(ContrastiveTrainer):
         shuffle_splits: sub-batches for single-process ShuffleBN (``>= 1``); decided when the trainer is built: in a
             process group of several ranks the cross-rank shuffle is used instead.
         symmetric: also use view2 as query and view1 as key, average the two losses.
-        kwargs: the other :class:`~monai_moco.engines.ContrastiveTrainer` arguments.
+        kwargs: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments by name.
 
     Raises:
         ValueError: for an unknown ``shuffle_bn``, ``shuffle_splits < 1``, ``momentum``/``momentum_end`` outside [0, 1],
@@ -113,12 +107,7 @@ class MoCoTrainer(ContrastiveTrainer):
 
     def __init__(
         self,
-        device: str | torch.device,
-        max_epochs: int,
-        train_data_loader: Iterable | DataLoader,
-        network: torch.nn.Module,
-        optimizer: Optimizer,
-        loss_function: torch.nn.Module | Callable | None = None,
+        *args: Any,
         queue_size: int | MemoryQueue = 65536,
         queue_dim: int | None = None,
         momentum: float = 0.999,
@@ -128,15 +117,7 @@ class MoCoTrainer(ContrastiveTrainer):
         symmetric: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            network=network,
-            optimizer=optimizer,
-            loss_function=InfoNCELoss(temperature=0.2) if loss_function is None else loss_function,
-            **kwargs,
-        )
+        super().__init__(*args, **kwargs)
         if not 0.0 <= momentum <= 1.0 or (momentum_end is not None and not 0.0 <= momentum_end <= 1.0):
             raise ValueError(f"momentum and momentum_end must be in [0, 1], got {momentum!r}, {momentum_end!r}.")
         self.shuffle_bn = look_up_option(shuffle_bn, SHUFFLE_BN_MODES)
@@ -147,6 +128,7 @@ class MoCoTrainer(ContrastiveTrainer):
         self.momentum = momentum
         self.momentum_end = momentum_end
 
+        network = self.network
         query = network.module if isinstance(network, DistributedDataParallel) else network
         if self.shuffle_bn == "sync":
             if is_dist_initialized() and self.state.device.type == "cpu":
@@ -182,6 +164,10 @@ class MoCoTrainer(ContrastiveTrainer):
         self._pending_keys: list[torch.Tensor] = []
         self._last_momentum = self.momentum_at(0)
         self._attach_train_handlers()
+
+    def default_loss_function(self) -> torch.nn.Module:
+        """Returns: ``InfoNCELoss(temperature=0.2)``, MoCo v2's."""
+        return InfoNCELoss(temperature=0.2)
 
     def momentum_at(self, iteration: int) -> float:
         """The key-encoder momentum used after optimizer step number ``iteration`` (1-based engine iteration).

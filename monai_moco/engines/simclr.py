@@ -6,12 +6,9 @@ Reference:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch.optim.optimizer import Optimizer
-from torch.utils.data import DataLoader
 
 from monai_moco.engines.contrastive import ContrastiveTrainer
 from monai_moco.losses import NTXentLoss
@@ -32,20 +29,19 @@ class SimCLRTrainer(ContrastiveTrainer):
     Gradient accumulation is supported but, unlike a larger batch, does not add negatives: each micro-batch only
     contrasts within itself (the in-batch negatives are what SimCLR's batch size buys).
 
+    The ``network`` is the encoder, e.g. ``ContrastiveEncoder(backbone, SimCLRProjectionHead(...))``; the loss is an
+    NT-Xent loss with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``, by default
+    ``NTXentLoss(temperature=0.1)``.
+
     Args:
-        device: the training device.
-        max_epochs: total number of epochs.
-        train_data_loader: batches with ``"view1"``/``"view2"`` or only ``"image"`` plus ``view_transform``.
-        network: the encoder, e.g. ``ContrastiveEncoder(backbone, SimCLRProjectionHead(...))``.
-        optimizer: optimizer over ``network``'s parameters.
-        loss_function: NT-Xent with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``; default
-            ``NTXentLoss(temperature=0.1)``.
+        args: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments (device, max_epochs, train_data_loader,
+            network, optimizer, loss_function, ...).
         joint_forward: forward both views as one batch of ``2N`` (default: BatchNorm normalises the two views
             together, the paper's setting within a device). ``False`` forwards each view on its own, so each
             BatchNorm normalises one view's batch, as lightly's and most PyTorch SimCLR code do; for a network
             without BatchNorm the two give the same result. Their speed differs by less than run-to-run noise
             (``scripts/bench_pretrain.py --simclr_views``).
-        kwargs: the other :class:`~monai_moco.engines.ContrastiveTrainer` arguments.
+        kwargs: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments by name.
 
     Example::
 
@@ -69,28 +65,14 @@ class SimCLRTrainer(ContrastiveTrainer):
         trainer.run()
     """
 
-    def __init__(
-        self,
-        device: str | torch.device,
-        max_epochs: int,
-        train_data_loader: Iterable | DataLoader,
-        network: torch.nn.Module,
-        optimizer: Optimizer,
-        loss_function: torch.nn.Module | Callable | None = None,
-        joint_forward: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            network=network,
-            optimizer=optimizer,
-            loss_function=NTXentLoss(temperature=0.1) if loss_function is None else loss_function,
-            **kwargs,
-        )
+    def __init__(self, *args: Any, joint_forward: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.joint_forward = joint_forward
         self._attach_train_handlers()
+
+    def default_loss_function(self) -> torch.nn.Module:
+        """Returns: ``NTXentLoss(temperature=0.1)``, SimCLR's."""
+        return NTXentLoss(temperature=0.1)
 
     def forward_views(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns: ``z1``, ``z2``: projections of both views (with ``joint_forward``, one forward over the

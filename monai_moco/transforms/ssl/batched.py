@@ -265,10 +265,10 @@ class BatchedCXRAugment(_SeededModule):
         tail = int(max(float(sigma.max()) * _BLUR_TRUNCATED, 0.5) + 0.5)
         kernels = _gaussian_kernels(sigma.reshape(-1), tail).view(n, 2, -1).repeat_interleave(c, dim=0)
         sub = x[idx].reshape(1, n * c, height, width)
-        sub = F.conv2d(sub, kernels[:, 0].reshape(n * c, 1, -1, 1), padding=(tail, 0), groups=n * c)
-        sub = sub.transpose(2, 3).contiguous()  # MONAI's sigma_x blurs height (above), sigma_y width (here)
-        sub = F.conv2d(sub, kernels[:, 1].reshape(n * c, 1, -1, 1), padding=(tail, 0), groups=n * c)
-        return x.index_copy_(0, idx, sub.transpose(2, 3).reshape(n, c, height, width))
+        for axis in (0, 1):  # MONAI's sigma_x blurs height, then sigma_y width (on the transposed images)
+            sub = F.conv2d(sub, kernels[:, axis].reshape(n * c, 1, -1, 1), padding=(tail, 0), groups=n * c)
+            sub = sub.transpose(2, 3).contiguous()
+        return x.index_copy_(0, idx, sub.reshape(n, c, height, width))
 
     def _noise(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Additive zero-mean Gaussian noise, per-sample standard deviation uniform in ``[0, noise_std]``."""
@@ -292,11 +292,8 @@ class BatchedTwoView(_SeededModule):
     Args:
         config: parameters of view 1 (default ``CXRAugmentConfig()``).
         config2: parameters of view 2 (default: those of view 1).
-        seed: seed of the generator (``None``: a random seed); see ``set_generator`` / ``manual_seed``.
-        overrides: ``CXRAugmentConfig`` field names and values, e.g. ``spatial_size=128``.
-
-    Raises:
-        TypeError: when an override names no ``CXRAugmentConfig`` field.
+        seed: seed of the one generator both views draw from, as for :class:`BatchedCXRAugment`.
+        overrides: ``CXRAugmentConfig`` fields for both views (a name that is no field raises ``TypeError``).
 
     Example::
 
