@@ -14,20 +14,26 @@ from .bootstrap import (
 from .classification import CLASSIFICATION_TASKS, classification_metrics_with_ci, logits_to_probabilities
 from .knn import knn_predict
 from .probe import extract_features, image_label_batch, labels_1d, logistic_probe
+from .representation import alignment, effective_rank, embedding_geometry, mean_pairwise_cosine, uniformity
 
 __all__ = [
     "BUILTIN_METRICS",
     "CLASSIFICATION_TASKS",
+    "alignment",
     "auc_with_ci",
     "binary_metrics_with_ci",
     "bootstrap_ci",
     "classification_metrics_with_ci",
+    "effective_rank",
+    "embedding_geometry",
     "extract_features",
     "image_label_batch",
     "knn_predict",
     "labels_1d",
     "logistic_probe",
     "logits_to_probabilities",
+    "mean_pairwise_cosine",
     "per_class_auc_with_ci",
+    "uniformity",
     "weighted_auc",
 ]
