@@ -6,6 +6,11 @@ handler embeds a small labelled training subset and a validation subset with the
 gradient), classifies the validation embeddings by :func:`~monai_moco.metrics.knn_predict` (or an sklearn logistic
 regression, a cheap linear probe), and records the validation ROC AUC in ``engine.state.metrics[key]``, the log and
 TensorBoard.
+
+Beside the AUC it records the geometry of what the contrastive loss compares, the projections of the validation images
+(:func:`~monai_moco.metrics.embedding_geometry`: uniformity, mean pairwise cosine, effective rank; Wang & Isola, ICML
+2020), and warns when they collapse. (Pooled ReLU backbone features are not used for this: they share a large positive
+mean, so their cosines are near 1 even for a healthy or random network.)
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import nn
 
 from monai_moco.metrics.knn import knn_predict
 from monai_moco.metrics.probe import extract_features, image_label_batch, logistic_probe
+from monai_moco.metrics.representation import embedding_geometry
 
 __all__ = ["PROBES", "RepresentationMonitor", "image_label_batch"]
 
@@ -53,6 +59,8 @@ class RepresentationMonitor:
         num_classes: number of classes (default: inferred from the labels, at least 2).
         network: the model to probe (default ``engine.network``).
         at_start: also evaluate once when the run starts (the random-initialisation baseline).
+        collapse_cosine: warn when the validation embeddings' mean pairwise cosine exceeds this.
+        collapse_rank: warn when their effective rank falls below this.
 
     Example::
 
@@ -76,6 +84,8 @@ class RepresentationMonitor:
         num_classes: int | None = None,
         network: nn.Module | None = None,
         at_start: bool = False,
+        collapse_cosine: float = 0.9,
+        collapse_rank: float = 2.0,
     ) -> None:
         if int(interval) < 1:
             raise ValueError(f"RepresentationMonitor: interval must be >= 1 epoch, got {interval}.")
@@ -93,7 +103,10 @@ class RepresentationMonitor:
         self.network = network
         self.at_start = at_start
         self.logger = logging.getLogger(__name__)
+        self.collapse_cosine = float(collapse_cosine)
+        self.collapse_rank = float(collapse_rank)
         self.history: list[tuple[int, float]] = []
+        self.geometry: dict[str, float] = {}
 
     def attach(self, engine: Engine) -> None:
         """Evaluate at ``EPOCH_COMPLETED`` every ``interval`` epochs (and at ``STARTED`` with ``at_start``).
@@ -112,13 +125,19 @@ class RepresentationMonitor:
             network: the model to embed with.
 
         Returns:
-            validation ROC AUC in ``[0, 1]`` (``nan`` when the validation labels hold a single class).
+            validation ROC AUC in ``[0, 1]`` (``nan`` when the validation labels hold a single class); the geometry
+            of the validation projections (``network(images)``; the probe's features when ``network`` has no
+            ``embed`` or a ``feature_fn`` was given) is left in ``self.geometry``.
         """
         try:
             train_x, train_y = extract_features(network, self.train_loader, None, self.feature_fn, self.prepare_batch)
             val_x, val_y = extract_features(network, self.val_loader, None, self.feature_fn, self.prepare_batch)
         except ValueError as err:
             raise ValueError(f"RepresentationMonitor: {err}") from err
+        projections = val_x
+        if self.feature_fn is None and callable(getattr(network, "embed", None)):  # the projection head's output
+            projections, _ = extract_features(network, self.val_loader, None, lambda n, x: n(x), self.prepare_batch)
+        self.geometry = embedding_geometry(projections) if projections.shape[0] >= 2 else {}
         num_classes = self.num_classes or max(2, int(max(train_y.max(), val_y.max())) + 1)
         if self.probe == "knn":
             probs = knn_predict(train_x, train_y, val_x, self.k, self.temperature, num_classes).numpy()
@@ -151,6 +170,21 @@ class RepresentationMonitor:
         epoch = int(engine.state.epoch)
         engine.state.metrics[self.key] = value
         self.history.append((epoch, value))
-        self.logger.info(f"epoch {epoch}: {self.key} ({self.probe} probe) = {value:.4f}")
+        geo = self.geometry
+        for name, v in geo.items():
+            engine.state.metrics[f"embedding/{name}"] = v
+        self.logger.info(
+            f"epoch {epoch}: {self.key} ({self.probe} probe) = {value:.4f}"
+            + "".join(f", {name} {v:.3f}" for name, v in geo.items())
+        )
+        if geo and (geo["mean_cosine"] > self.collapse_cosine or geo["effective_rank"] < self.collapse_rank):
+            self.logger.warning(
+                f"epoch {epoch}: the embedding is collapsing (mean pairwise cosine {geo['mean_cosine']:.3f}, limit "
+                f"{self.collapse_cosine}; effective rank {geo['effective_rank']:.1f}, limit {self.collapse_rank}): "
+                "every image maps close to one point. Lower the learning rate, raise the temperature or check the "
+                "augmentations."
+            )
         if self.summary_writer is not None:
             self.summary_writer.add_scalar(self.key, value, epoch)
+            for name, v in geo.items():
+                self.summary_writer.add_scalar(f"embedding/{name}", v, epoch)

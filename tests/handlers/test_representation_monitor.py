@@ -82,7 +82,9 @@ def test_monitor_on_real_images_stores_auc(kermany_loaders):
     value = engine.state.metrics[f"{probe}_auc"]
     assert 0.0 <= value <= 1.0
     assert [epoch for epoch, _ in monitor.history] == [0, 2]  # at start, then every 2 epochs
-    assert [(tag, step) for tag, _, step in writer.scalars] == [(f"{probe}_auc", 0), (f"{probe}_auc", 2)]
+    assert [(tag, step) for tag, _, step in writer.scalars if tag.endswith("_auc")] == [
+        (f"{probe}_auc", 0), (f"{probe}_auc", 2)
+    ]
     assert engine.network.training and all(seen_modes)  # train mode restored after each probe
 
 
@@ -109,8 +111,8 @@ def test_features_come_from_embed_and_feature_fn(kermany_loaders):
         def embed(self, x):
             return feature_fn(self, x)
 
-        def forward(self, x):  # never used by the monitor: embed wins
-            raise AssertionError("forward called instead of embed")
+        def forward(self, x):  # the projection: only for the geometry, never for the probe (embed wins)
+            return -feature_fn(self, x)
 
     assert RepresentationMonitor(train_loader, val_loader, k=5).compute(Embedder()) == pytest.approx(value)
 
@@ -131,3 +133,41 @@ def test_multiclass_and_batch_formats():
         RepresentationMonitor(pairs, pairs)(Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="interval"):
         RepresentationMonitor(pairs, pairs, interval=0)
+
+
+class _Pixels(nn.Module):
+    """Features: a fixed random projection of the per-image standardised pixels; projections: the same, plus a
+    constant offset ``collapse`` times larger (so every image lands near one point when ``collapse`` is large)."""
+
+    def __init__(self, collapse: float) -> None:
+        super().__init__()
+        self.proj = nn.Linear(SIZE * SIZE, 32, bias=False)
+        nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
+        self.collapse = collapse
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.proj((x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.embed(x)
+        return z + self.collapse * z.norm(dim=1).mean() * torch.ones_like(z[:1])
+
+
+@pytest.mark.parametrize("collapse,collapsed", [(100.0, True), (0.0, False)])
+def test_geometry_of_projections_recorded_and_collapse_warned(kermany_loaders, caplog, collapse, collapsed):
+    """Uniformity, mean cosine and effective rank of the projections reach the state, the log and TensorBoard; a
+    collapse is warned."""
+    ref, val = kermany_loaders
+    network = _Pixels(collapse)
+    writer = _Writer()
+    engine = Engine(lambda e, b: None)
+    monitor = RepresentationMonitor(ref, val, summary_writer=writer, network=network)
+    monitor.attach(engine)
+    with caplog.at_level("INFO", logger="monai_moco.handlers.representation_monitor"):
+        engine.run([0], max_epochs=1)
+    geo = {k: v for k, v in engine.state.metrics.items() if k.startswith("embedding/")}
+    assert set(geo) == {"embedding/uniformity", "embedding/mean_cosine", "embedding/effective_rank"}
+    assert {t for t, _, _ in writer.scalars} >= set(geo)
+    assert ("collapsing" in caplog.text) is collapsed, caplog.text
+    assert (geo["embedding/mean_cosine"] > 0.99) is collapsed, geo
