@@ -140,7 +140,7 @@ def report_metrics(report: Mapping[str, Any], prefix: str = "test_") -> dict[str
 def tracking_output_transform(loss_name: str = "train_loss", prefix: str = "train/") -> Callable[[Any], dict[str, float]]:
     """An ``output_transform`` giving the scalars of one training iteration, under the bundle's TensorBoard tags.
 
-    A contrastive engine's flat dict (``loss``, ``acc1``, ``queue_fill``, ...) gives every scalar entry as
+    A contrastive engine's flat dict (``loss``, ``acc1``, ``queue_fill``, ...) gives every numeric scalar entry as
     ``prefix + key`` (:func:`~monai_moco.handlers.contrastive_output_transform`); a ``SupervisedTrainer``'s decollated
     output (a list of dicts with a shared ``loss``) or a bare loss gives ``{loss_name: loss}``.
 
@@ -160,9 +160,9 @@ def tracking_output_transform(loss_name: str = "train_loss", prefix: str = "trai
 
     def _transform(output: Any) -> dict[str, float]:
         if isinstance(output, Mapping):
-            return {k: float(v) for k, v in contrastive(output).items()}
-        if isinstance(output, Sequence) and output and isinstance(output[0], Mapping):
-            output = output[0].get("loss")
+            return {k: float(v) for k, v in contrastive(output).items() if not isinstance(v, (str, bytes))}
+        if isinstance(output, Sequence):
+            output = output[0].get("loss") if output and isinstance(output[0], Mapping) else None
         if output is None:
             return {}
         return {loss_name: float(output.item() if hasattr(output, "item") else output)}
