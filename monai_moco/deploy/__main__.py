@@ -1,10 +1,11 @@
 """``python -m monai_moco.deploy -i <dicom_dir> -o <out_dir> -m <model.ts>``: run the MONAI Deploy application.
 
 Defaults for ``-i``/``-o``/``-m`` come from the MONAI Deploy / Holoscan environment variables
-(``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH``, ``HOLOSCAN_MODEL_PATH``) that a packaged MAP sets. A run report
-(JSON: processed images with their files, skipped files with the reason) goes to stderr and, when at least one image
-was processed, to ``<out_dir>/report.json``. Exit status: 0 when at least one image was processed, 2 when none
-could be (nothing is written then), 1 for a bad model or arguments.
+(``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH``, ``HOLOSCAN_MODEL_PATH``) that a packaged MAP sets. The output folder is created and
+checked for writing before any image is read. A run report (JSON: processed images with their files, skipped files
+with the stage and the reason; paths relative to the input folder unless ``--include-patient-info``) goes to stderr
+and to ``<out_dir>/report.json``. Exit status: 0 when at least one image was processed, 2 when none could be (only
+``report.json`` is written then), 1 for a bad input, output or model path or bad arguments (nothing is written).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,6 +63,25 @@ def _model_file(path: Path) -> Path:
     return path
 
 
+def check_output_folder(folder: Path) -> None:
+    """Create ``folder`` and prove it writable (a temporary file is created and removed), before any inference.
+
+    Args:
+        folder: the output folder.
+
+    Raises:
+        OSError: naming ``folder`` when it cannot be created (e.g. a path under a regular file) or written
+            (a read-only mount, no permission).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise OSError(f"output folder {str(folder)!r} cannot be created or written ({type(err).__name__}: "
+                      f"{err.strerror or err}); expected a writable folder.") from err
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app.
 
@@ -89,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"cannot load the model: {err}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        check_output_folder(args.output)
+    except OSError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return EXIT_ERROR
     options = DeployOptions(write_sr=not args.no_sr, write_heatmap=not args.no_heatmap,
                             include_patient_info=args.include_patient_info)
     app = ChestXRayClassifierApp(args.input, args.output, classifier, options)
@@ -97,12 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report is None:
         print("the classifier operator did not run (see the Holoscan log above).", file=sys.stderr)
         return EXIT_ERROR
-    summary = report.as_dict()
+    summary = report.as_dict(args.input, full_paths=args.include_patient_info)
     print(json.dumps(summary, indent=2), file=sys.stderr)
-    if not report.processed:
-        print(f"no chest radiograph could be processed in {str(args.input)!r}; nothing was written.", file=sys.stderr)
-        return EXIT_NOTHING_PROCESSED
     atomic_write(args.output / "report.json", json_writer(summary))
+    if not report.processed:
+        print(f"no chest radiograph could be processed in {str(args.input)!r}; only report.json was written.",
+              file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
     return EXIT_OK
 
 

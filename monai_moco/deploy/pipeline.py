@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from monai_moco.deploy.report import (
     RESEARCH_DISCLAIMER,
     ImageOutputs,
     build_classification_sr,
+    sr_evidence,
     utc_now,
     write_outputs_atomically,
 )
 from monai_moco.deploy.selection import SelectedInstance, SkippedFile, safe_output_stem
 
-__all__ = ["DeployOptions", "RunReport", "classify_instance", "process_instances"]
+__all__ = ["DeployOptions", "RunReport", "classify_instance", "load_instance", "process_instances"]
 
 
 @dataclass
@@ -47,21 +49,49 @@ class RunReport:
     """The outcome of a run.
 
     Attributes:
-        processed: ``{"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "files"}`` per written image.
-        skipped: files not processed and why.
+        processed: ``{"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "source", "files"}`` per written
+            image (``source`` is the file's path).
+        skipped: files not processed: path, stage and why.
     """
 
     processed: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, input_folder: str | os.PathLike | None = None, full_paths: bool = False) -> dict[str, Any]:
         """JSON-ready form with counts.
 
+        Folder names often carry patient IDs (PACS exports), so paths are written relative to ``input_folder``
+        (in ``source``, ``path`` and inside every ``reason``) unless ``full_paths``.
+
+        Args:
+            input_folder: the run's input folder (or file); ``None`` keeps paths as they are.
+            full_paths: keep absolute paths (``--include-patient-info``).
+
         Returns:
-            ``{"processed", "skipped", "num_processed", "num_skipped"}``.
+            ``{"num_processed", "num_skipped", "processed", "skipped"}``.
         """
+        hide = _path_hider(None if full_paths else input_folder)
+        processed = [{**p, "source": hide(str(p["source"]))} if "source" in p else dict(p) for p in self.processed]
+        skipped = [{k: hide(v) if k in ("path", "reason") else v for k, v in s.as_dict().items()} for s in self.skipped]
         return {"num_processed": len(self.processed), "num_skipped": len(self.skipped),
-                "processed": self.processed, "skipped": [s.as_dict() for s in self.skipped]}
+                "processed": processed, "skipped": skipped}
+
+
+def _path_hider(input_folder: str | os.PathLike | None) -> Callable[[str], str]:
+    """A function that rewrites every path under ``input_folder`` in a text as relative to it."""
+    if input_folder is None:
+        return lambda text: text
+    root = Path(input_folder)
+    root = root.parent if root.is_file() else root
+    prefixes = sorted({str(root) + os.sep, str(root.resolve()) + os.sep, str(root.absolute()) + os.sep}, key=len,
+                      reverse=True)
+
+    def hide(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
+    return hide
 
 
 def _sha256(path: str) -> str:
@@ -74,17 +104,40 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def classify_instance(
-    instance: SelectedInstance, classifier: ExportedClassifier, options: DeployOptions, model_sha256: str = ""
-) -> ImageOutputs:
+def load_instance(instance: SelectedInstance, classifier: ExportedClassifier) -> torch.Tensor:
     """Read one selected DICOM with :class:`~monai_moco.transforms.LoadXRay` (Modality LUT, VOI LUT/window,
-    MONOCHROME1 inverted, letterboxed to the model size), classify it and build its outputs in memory.
+    MONOCHROME1 inverted, letterboxed to the model size; degenerate images refused).
+
+    Args:
+        instance: from :func:`~monai_moco.deploy.selection.select_chest_radiographs`.
+        classifier: the loaded model (its input size).
+
+    Returns:
+        the ``1 x H x W`` ``MetaTensor``.
+
+    Raises:
+        monai_moco.transforms.XRayReadError: when the pixels cannot be decoded or the image is degenerate.
+    """
+    from monai_moco.transforms import LoadXRay
+
+    return LoadXRay(spatial_size=classifier.image_size)(str(instance.path))
+
+
+def classify_instance(
+    instance: SelectedInstance,
+    classifier: ExportedClassifier,
+    options: DeployOptions,
+    model_sha256: str = "",
+    image: torch.Tensor | None = None,
+) -> ImageOutputs:
+    """Classify one selected radiograph, explain it and build its outputs in memory.
 
     Args:
         instance: from :func:`~monai_moco.deploy.selection.select_chest_radiographs`.
         classifier: the loaded model.
         options: what to produce.
         model_sha256: digest of the model file, recorded in the JSON.
+        image: the image from :func:`load_instance` (read here when ``None``).
 
     Returns:
         the outputs (nothing written yet).
@@ -95,11 +148,10 @@ def classify_instance(
     """
     import pydicom
 
-    from monai_moco.transforms import LoadXRay
     from monai_moco.visualize import heatmap_overlay
 
     stem = safe_output_stem(instance.sop_instance_uid)
-    image = LoadXRay(spatial_size=classifier.image_size)(str(instance.path))
+    image = load_instance(instance, classifier) if image is None else image
     meta = image.meta
     x = image.as_tensor().float()
     probs = classifier.probabilities(x)
@@ -143,8 +195,10 @@ def classify_instance(
                                  "grid": list(heat.scores.shape), "over": "model input (letterboxed)"}
     sr = None
     if options.write_sr and source is not None:
-        sr = build_classification_sr(source, probs, classifier.name, classifier.version, classifier.activation)
-        result["sr"] = {"file": f"{stem}_sr.dcm", "SOPInstanceUID": str(sr.SOPInstanceUID)}
+        evidence, replaced = sr_evidence(source)
+        sr = build_classification_sr(evidence, probs, classifier.name, classifier.version, classifier.activation)
+        result["sr"] = {"file": f"{stem}_sr.dcm", "SOPInstanceUID": str(sr.SOPInstanceUID),
+                        "replaced_source_uids": replaced}
     return ImageOutputs(stem, result, sr, rgb)
 
 
@@ -155,8 +209,13 @@ def process_instances(
     options: DeployOptions | None = None,
     report: RunReport | None = None,
 ) -> RunReport:
-    """Classify every selected instance and write its outputs; a failing image is skipped with its reason and
-    leaves no file behind (:func:`~monai_moco.deploy.report.write_outputs_atomically`).
+    """Classify every selected instance and write its outputs, each image inside its own failure boundary: whatever
+    goes wrong for one image (decoding, a degenerate image, inference, the SR, writing) is recorded in the report
+    with its stage and the run goes on; a failing image leaves no file behind
+    (:func:`~monai_moco.deploy.report.write_outputs_atomically`).
+
+    A file claims its SOP Instance UID only once its pixels decoded, so among copies of one instance (a truncated
+    export beside the complete one) the first copy that decodes is processed and the others are reported.
 
     Args:
         instances: selected files.
@@ -168,26 +227,33 @@ def process_instances(
     Returns:
         the report.
     """
-    from monai_moco.transforms import XRayReadError
-
     options = options or DeployOptions()
     report = report or RunReport()
     digest = _sha256(classifier.source)
-    taken: set[str] = set()
+    claimed: dict[str, Path] = {}
+    stems: dict[str, str] = {}
     for inst in instances:
+        if inst.sop_instance_uid in claimed:
+            report.skipped.append(SkippedFile(Path(inst.path), f"duplicate SOP Instance UID {inst.sop_instance_uid!r} "
+                                                               f"(already read from {str(claimed[inst.sop_instance_uid])!r})",
+                                              "selection"))
+            continue
         stage = "loading"
         try:
             stem = safe_output_stem(inst.sop_instance_uid)
-            if stem in taken:
+            if stem in stems:
                 raise ValueError(f"SOP Instance UID {inst.sop_instance_uid!r} maps to output name {stem!r} already "
-                                 "used by another image")
-            outputs = classify_instance(inst, classifier, options, digest)
+                                 f"used by {stems[stem]!r}")
+            image = load_instance(inst, classifier)
+            claimed[inst.sop_instance_uid] = Path(inst.path)
+            stage = "inference"
+            outputs = classify_instance(inst, classifier, options, digest, image=image)
             stage = "output"
             files = write_outputs_atomically(outputs, output_dir)
-        except (XRayReadError, ValueError, OSError, RuntimeError, torch.cuda.OutOfMemoryError) as err:
+        except Exception as err:  # one image's failure, of any kind, must not end the run: it is reported
             report.skipped.append(SkippedFile(Path(inst.path), f"{type(err).__name__}: {err}", stage))
             continue
-        taken.add(stem)
+        stems[stem] = inst.sop_instance_uid
         report.processed.append({"SOPInstanceUID": inst.sop_instance_uid, "StudyInstanceUID": inst.study_instance_uid,
                                  "SeriesInstanceUID": inst.series_instance_uid, "source": str(inst.path),
                                  "files": [p.name for p in files]})

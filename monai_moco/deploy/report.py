@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,99 @@ import numpy as np
 
 from monai_moco.utils.io import Writer, atomic_write_all, json_writer
 
-__all__ = ["RESEARCH_DISCLAIMER", "ImageOutputs", "build_classification_sr", "write_outputs_atomically"]
+__all__ = [
+    "RESEARCH_DISCLAIMER",
+    "ImageOutputs",
+    "build_classification_sr",
+    "is_valid_uid",
+    "sr_evidence",
+    "write_outputs_atomically",
+]
 
 RESEARCH_DISCLAIMER = "Research use only; not for clinical diagnosis."
 _PRIVATE_SCHEME = "99MONAIMOCO"
+# PS3.5 9.1: digits and dots, components without leading zeros, at most 64 characters
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# the SOP Class cited when the stored one is not a standard image storage class: the class of the Modality
+_MODALITY_SOP_CLASSES = {
+    "CR": "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
+}
+# Patient and General Study attributes of type 2 (PS3.3 C.7.1.1, C.7.2.1): present, empty when unknown
+_TYPE2_TEXT = ("PatientName", "PatientID", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_TYPE2_FORMATS = {
+    "PatientBirthDate": re.compile(r"^\d{8}$"),
+    "StudyDate": re.compile(r"^\d{8}$"),
+    "StudyTime": re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$"),
+    "PatientSex": re.compile(r"^[MFO]$"),
+}
+
+
+def is_valid_uid(value: Any) -> bool:
+    """Whether ``value`` is a conformant DICOM UID (PS3.5 9.1: ``[0-9.]``, no leading zeros, at most 64 characters).
+
+    Args:
+        value: the tag value.
+
+    Returns:
+        ``True`` for a UID that may be copied into a new object.
+
+    Example::
+
+        >>> is_valid_uid("1.2.840.10008.5.1.4.1.1.1"), is_valid_uid("../../x"), is_valid_uid("1." + "2" * 64)
+        (True, False, False)
+    """
+    text = str(value if value is not None else "")
+    return 0 < len(text) <= 64 and _UID.match(text) is not None
+
+
+def sr_evidence(source: Any) -> tuple[Any, list[str]]:
+    """The source image's header as an SR may cite it: only valid UIDs, every type-2 attribute present.
+
+    A de-identified or non-conformant radiograph must still get its SR, and an SR must never copy an invalid value.
+    The result holds the Patient and General Study attributes of type 2 (empty when absent or malformed), the
+    Specific Character Set, and the Study, Series and SOP Instance UIDs, each replaced by a new UID when absent or
+    invalid (too long, path characters, leading zeros). The SOP Class is kept when it is a standard image storage
+    class and otherwise replaced by the class of the image's Modality (CR or DX Image Storage).
+
+    Args:
+        source: the source image's pydicom Dataset (header is enough).
+
+    Returns:
+        ``(evidence dataset, names of the replaced UID attributes)``.
+
+    Example::
+
+        evidence, replaced = sr_evidence(pydicom.dcmread("cxr.dcm", stop_before_pixels=True))
+        # replaced == ["SOPInstanceUID"] for a file whose SOP Instance UID is "../../x"
+    """
+    from pydicom import Dataset
+    from pydicom.uid import UID, generate_uid
+
+    evidence = Dataset()
+    if "SpecificCharacterSet" in source:
+        evidence.SpecificCharacterSet = source.SpecificCharacterSet
+    for keyword in _TYPE2_TEXT:
+        setattr(evidence, keyword, str(source.get(keyword, "") or ""))
+    for keyword, pattern in _TYPE2_FORMATS.items():
+        value = str(source.get(keyword, "") or "").strip()
+        setattr(evidence, keyword, value if pattern.match(value) else "")
+    replaced = []
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        value = str(source.get(keyword, "") or "")
+        if not is_valid_uid(value):
+            value = generate_uid()
+            replaced.append(keyword)
+        setattr(evidence, keyword, value)
+    sop_class = str(source.get("SOPClassUID", "") or "")
+    known = UID(sop_class) if is_valid_uid(sop_class) else None
+    if known is None or known.type != "SOP Class" or "Image Storage" not in known.name:
+        modality = str(source.get("Modality", "") or "").strip().upper()
+        sop_class = _MODALITY_SOP_CLASSES["DX" if modality == "DX" else "CR"]
+        replaced.append("SOPClassUID")
+    evidence.SOPClassUID = sop_class
+    evidence.Modality = str(source.get("Modality", "") or "")
+    return evidence, replaced
 
 
 def build_classification_sr(
@@ -32,8 +122,9 @@ def build_classification_sr(
 ) -> Any:
     """A DICOM Comprehensive SR with one numeric probability per class for the source radiograph.
 
-    The SR belongs to the source's patient and study (highdicom copies the Patient and Study modules from the
-    evidence, as any SR filed back to a PACS must); the content tree is a ``Diagnostic imaging report`` container
+    The SR belongs to the source's patient and study (the Patient and General Study attributes are copied, as any SR
+    filed back to a PACS must): they come through :func:`sr_evidence`, so absent type-2 attributes are written empty
+    and an invalid Study/Series/SOP Instance UID or SOP Class is replaced, never copied. The content tree is a ``Diagnostic imaging report`` container
     (LOINC 18748-4) holding the algorithm name/version (TEXT), the source image (IMAGE) and, per class, a NUM item
     ``Probability of <class>`` (private coding scheme ``99MONAIMOCO``, UCUM unit ``1``).
 
@@ -57,6 +148,7 @@ def build_classification_sr(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
+    source, _ = sr_evidence(source)
     root_name = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report")
     children: list[Any] = [
         hd.sr.TextContentItem(hd.sr.CodedConcept("111001", "DCM", "Algorithm Name"), model_name,

@@ -11,7 +11,9 @@ Rules, applied per file in sorted path order (the first that fails names the rea
 6. View Position frontal (``PA``, ``AP`` or empty); lateral views (``LL``, ``RL``, ``LAT``, ...) are skipped because
    the classifiers are trained on frontal films;
 7. a single frame (Number of Frames absent or 1) and a SOP Instance UID (type 1; names the output files);
-8. a SOP Instance UID not seen before in this folder (duplicates are reported, the first file is used).
+8. a SOP Instance UID not already processed: checked by :func:`~monai_moco.deploy.pipeline.process_instances` after
+   decoding, so a truncated copy cannot shadow the complete one (the first copy that decodes is used, later copies
+   are reported as duplicates).
 
 All selected instances are processed, whatever their study or series; the run report groups them by
 StudyInstanceUID/SeriesInstanceUID. Pixel decoding happens later (:class:`~monai_moco.transforms.LoadXRay`), so a
@@ -168,7 +170,8 @@ def _check_header(path: Path) -> SelectedInstance | SkippedFile:
 
 
 def select_chest_radiographs(folder: str | os.PathLike) -> tuple[list[SelectedInstance], list[SkippedFile]]:
-    """Apply the module's rules to every file under ``folder`` (recursively, sorted, hidden files included).
+    """Apply the module's header rules 1-7 to every file under ``folder`` (recursively, sorted, hidden files included);
+    copies of one SOP Instance UID are all selected (rule 8 is applied after decoding).
 
     Args:
         folder: the DICOM input folder (or a single file).
@@ -191,14 +194,7 @@ def select_chest_radiographs(folder: str | os.PathLike) -> tuple[list[SelectedIn
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     selected: list[SelectedInstance] = []
     skipped: list[SkippedFile] = []
-    seen: dict[str, Path] = {}
     for path in files:
         result = _check_header(path)
-        if isinstance(result, SelectedInstance):
-            if result.sop_instance_uid in seen:
-                result = SkippedFile(path, f"duplicate SOP Instance UID {result.sop_instance_uid!r} (already read "
-                                           f"from {str(seen[result.sop_instance_uid])!r})")
-            else:
-                seen[result.sop_instance_uid] = path
         (selected if isinstance(result, SelectedInstance) else skipped).append(result)
     return selected, skipped

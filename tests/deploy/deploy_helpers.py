@@ -70,9 +70,16 @@ def save_scripted(model: nn.Module, path: Path, meta: dict | None = None, config
     return path
 
 
-def copy_with(src: Path, dst: Path, **tags) -> Path:
-    """Copy a DICOM changing tags (written without UID validation so a hostile UID can be crafted)."""
+def copy_with(src: Path, dst: Path, drop: tuple[str, ...] = (), pixels: np.ndarray | None = None, **tags) -> Path:
+    """Copy a DICOM deleting the ``drop`` attributes and changing tags (written without value validation so a
+    hostile UID can be crafted); ``pixels`` replaces the image by an uncompressed 16-bit array."""
     ds = pydicom.dcmread(src)
+    if pixels is not None:
+        ds.decompress()
+        ds.PixelData, (ds.Rows, ds.Columns) = np.ascontiguousarray(pixels, np.uint16).tobytes(), pixels.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    for keyword in drop:
+        delattr(ds, keyword)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for key, value in tags.items():

@@ -75,18 +75,21 @@ def _bad_folder(tmp_path: Path, case: str, mono2: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["no_chest_radiograph", "non_image_dicom", "corrupt_file", "empty"])
-def test_bad_input_writes_nothing_and_exits_non_zero(tmp_path, model_files, dicom_mono2_jpeg, capsys, case):
+def test_bad_input_writes_only_the_report_and_exits_2(tmp_path, model_files, dicom_mono2_jpeg, capsys, case):
     folder = _bad_folder(tmp_path, case, dicom_mono2_jpeg)
     out = tmp_path / "out"
     assert main(["-i", str(folder), "-o", str(out), "-m", str(model_files["resnet"])]) == EXIT_NOTHING_PROCESSED
     err = capsys.readouterr().err
     assert "no chest radiograph could be processed" in err
-    assert not out.exists() or not list(out.iterdir())
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    report = json.loads((out / "report.json").read_text())
     expected = {"no_chest_radiograph": ["Modality 'CT' is not a radiograph", "View Position 'LL' is not frontal"],
                 "non_image_dicom": ["non-image DICOM (SOP Class Comprehensive SR"],
                 "corrupt_file": ["truncated", "not a DICOM file"], "empty": []}[case]
+    assert report["num_processed"] == 0 and report["num_skipped"] == len(expected)
+    reasons = " ".join(s["reason"] for s in report["skipped"])
     for reason in expected:
-        assert reason in err
+        assert reason in err and reason in reasons
 
 
 def test_mixed_folder_processes_the_good_and_reports_the_rest(tmp_path, model_files, dicom_mono1, dicom_mono2_jpeg):
@@ -119,7 +122,8 @@ def test_cli_subprocess_exit_codes(tmp_path, model_files, dicom_mono2_jpeg):
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert (tmp_path / "o1" / f"{_uid(dicom_mono2_jpeg)}.json").is_file()
     nothing = run("-i", str(bad), "-o", str(tmp_path / "o2"), "-m", model)
-    assert nothing.returncode == 2 and "x.txt" in nothing.stderr and not (tmp_path / "o2").exists()
+    assert nothing.returncode == 2 and "x.txt" in nothing.stderr
+    assert [p.name for p in (tmp_path / "o2").iterdir()] == ["report.json"]
 
 
 def test_bad_model_or_input_path_exits_1(tmp_path, dicom_mono2_jpeg, capsys):
