@@ -120,7 +120,8 @@ class ExportedClassifier:
         """Load ``model.ts`` with its embedded ``metadata.json`` and configs (as data; see the module docstring).
 
         Args:
-            path: TorchScript file (``ckpt_export`` output or any ``torch.jit.save``\\ d classifier).
+            path: TorchScript file (``ckpt_export`` output or any ``torch.jit.save``\\ d classifier), or an ``.onnx``
+                file (``onnx_export`` output, run by onnxruntime: see :mod:`monai_moco.deploy.onnx_model`).
             class_names: override/give the class names (default: metadata ``channel_def``, then the config's
                 ``class_names``, then ``class_0..``).
             image_size: override/give the input size (default: metadata ``spatial_shape``, then the config's
@@ -138,6 +139,10 @@ class ExportedClassifier:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model file {path!r} does not exist.")
+        if path.lower().endswith(".onnx"):  # onnxruntime on CPU, no heat-maps (monai_moco.deploy.onnx_model)
+            from monai_moco.deploy.onnx_model import load_onnx_classifier
+
+            return load_onnx_classifier(path, class_names, image_size, activation)
         extra = dict.fromkeys(("metadata.json", *_CONFIG_FILES), "")
         try:
             model = torch.jit.load(path, map_location="cpu", _extra_files=extra)
