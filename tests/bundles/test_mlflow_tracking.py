@@ -67,6 +67,18 @@ def test_settings_resolve_for_every_bundle(bundles, bundle_name, shared_output_d
     assert json.loads(Path(handler.executed_config).read_text())["output_dir"] == str(out)
 
 
+def test_plain_tracking_mlflow_stores_under_output_dir(bundles, bundle_name, shared_output_dir):
+    """MONAI's own ``--tracking mlflow`` also attaches to every bundle's trainer, with a SQLite store under
+    ``output_dir`` (MONAI 1.6; it logs only the loss and ``engine.state.metrics``, see the settings file for more)."""
+    files = [str(bundles.root / "bundles" / bundle_name / "train.json")]
+    parser = ConfigWorkflow(config_file=files, workflow_type="train", tracking="mlflow",
+                            output_dir=str(shared_output_dir)).parser
+    index = len(parser["train#handlers"]) - 1
+    handler = parser.get_parsed_content(f"train#handlers#{index}")
+    assert type(handler).__name__ == "MLFlowHandler" and handler.experiment_name == "monai_experiment"
+    assert handler.client.tracking_uri == f"sqlite:///{shared_output_dir / 'mlruns.db'}"
+
+
 @pytest.mark.slow
 def test_cxr_classifier_train_and_test_metrics(bundles, kermany_dir, tmp_path):
     """Training logs the loss per iteration, the validation AUC per epoch, the parameters and the best checkpoint;
