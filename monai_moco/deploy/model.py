@@ -12,53 +12,27 @@ Probabilities: ``softmax`` over the logits for binary/multi-class models (they s
 for multi-label models (``task == "multilabel"`` in the embedded config, or ``activation="sigmoid"``) and for a
 single-logit model.
 
-Heat-maps (each returns a ``h x w`` grid in [0, 1] over the model input and the method's name):
-
-* ``"topk_patch_scores"``: the model's :class:`~monai_moco.networks.blocks.TopKPatchHead` scores, when the
-  classifier's ``backbone`` registers a token producer and then a ``TopKPatchHead`` as its child modules (e.g. a
-  module with ``encoder = ConvStemViT(pooling="none")`` and ``patch_head = TopKPatchHead(...)`` whose forward is
-  ``patch_head(encoder(x))``); the children before the head are run in order, then ``head(tokens, True)``; the K
-  kept patches are outlined. The token grid is taken as square-ish for the letterboxed input.
-* ``"gradcam"``: Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
-  Localization", ICCV 2017) on the last convolutional stage of a torchvision-layout ResNet backbone
-  (``conv1 ... layer4``), computed by calling the scripted submodules in order (TorchScript has no hooks).
-* ``"gradient"``: otherwise, the absolute input gradient of the predicted class (Simonyan et al., "Deep Inside
-  Convolutional Networks", ICLR workshop 2014), which any differentiable model supports.
+Heat-maps come from :func:`monai_moco.visualize.heatmap.classifier_heatmap`: top-K patch scores, Grad-CAM or the input
+gradient, whichever the model offers.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from monai.utils import look_up_option
+
+from monai_moco.visualize.heatmap import HeatMap, classifier_heatmap
 
 __all__ = ["ACTIVATIONS", "ExportedClassifier", "HeatMap"]
 
 ACTIVATIONS: tuple[str, ...] = ("auto", "softmax", "sigmoid")
 _CONFIG_FILES = ("inference.json", "train.json", "evaluate.json")
-_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-
-
-@dataclass
-class HeatMap:
-    """A saliency grid over the model input.
-
-    Attributes:
-        scores: ``h x w`` float tensor in [0, 1].
-        method: ``"topk_patch_scores"``, ``"gradcam"`` or ``"gradient"``.
-        topk_indices: kept patch indices (row-major into ``h x w``) for the top-K head, else ``None``.
-    """
-
-    scores: torch.Tensor
-    method: str
-    topk_indices: list[int] | None = None
 
 
 def _literal(value: Any) -> Any:
@@ -66,16 +40,6 @@ def _literal(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(("$", "@", "%")):
         return None
     return value
-
-
-def _type_name(module: Any) -> str:
-    return str(getattr(module, "original_name", type(module).__name__))
-
-
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    x = x.detach().float()
-    lo, hi = x.min(), x.max()
-    return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
 
 
 @dataclass
@@ -264,75 +228,20 @@ class ExportedClassifier:
         probs = self.activate(self.logits(x))[0]
         return {name: float(p) for name, p in zip(self.class_names, probs.tolist(), strict=True)}
 
-    # ------------------------------------------------------------------------------------------------- heat-maps
-    def _topk_parts(self) -> tuple[list[Any], Any] | None:
-        backbone = getattr(self.model, "backbone", None)
-        if backbone is None:
-            return None
-        children = list(backbone.children())
-        heads = [i for i, c in enumerate(children) if _type_name(c) == "TopKPatchHead"]
-        if len(heads) == 1 and heads[0] >= 1:
-            return children[: heads[0]], children[heads[0]]
-        return None
-
-    def _resnet_stages(self) -> list[Any] | None:
-        backbone = getattr(self.model, "backbone", None)
-        if backbone is None or not hasattr(self.model, "head"):
-            return None
-        names = dict(backbone.named_children())
-        if all(n in names for n in _RESNET_STAGES) and "avgpool" in names:
-            return [names[n] for n in _RESNET_STAGES]
-        return None
-
     def heatmap(self, image: torch.Tensor, class_index: int | None = None) -> HeatMap:
-        """A saliency grid for one image (top-K patch scores, Grad-CAM or input gradient; module docstring).
+        """A saliency grid for one image (see :func:`~monai_moco.visualize.heatmap.classifier_heatmap`).
 
         Args:
             image: ``1 x H x W`` model input.
             class_index: class to explain (default: the most probable).
 
         Returns:
-            the :class:`HeatMap`.
+            the :class:`~monai_moco.visualize.heatmap.HeatMap`.
 
         Raises:
-            RuntimeError: when none of the three methods applies (no top-K head, not a ResNet, no input gradient).
+            RuntimeError: when the model offers no heat-map (no top-K head, not a ResNet, no input gradient).
         """
         x = (image if image.ndim == 4 else image[None]).float()
         if class_index is None:
             class_index = int(self.logits(x)[0].argmax())
-        topk = self._topk_parts()
-        if topk is not None:
-            producers, head = topk
-            with torch.no_grad():
-                tokens = x
-                for part in producers:
-                    tokens = part(tokens)
-                _, scores, indices = head(tokens, True)
-            n = int(scores.shape[1])
-            h = max(1, round(math.sqrt(n * x.shape[2] / x.shape[3])))
-            w = n // h
-            if h * w != n:
-                h, w = 1, n
-            return HeatMap(_normalise(scores[0].reshape(h, w)), "topk_patch_scores", [int(i) for i in indices[0]])
-        stages = self._resnet_stages()
-        with torch.enable_grad():
-            if stages is not None:
-                feats = x
-                for stage in stages:
-                    feats = stage(feats)
-                feats = feats.detach().requires_grad_(True)
-                pooled = F.adaptive_avg_pool2d(feats, 1).flatten(1)
-                logit = self.model.head(pooled)[0, class_index]
-                (grad,) = torch.autograd.grad(logit, feats)
-                cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * feats).sum(dim=1))[0]
-                return HeatMap(_normalise(cam), "gradcam")
-            xg = x.clone().requires_grad_(True)
-            logit = self.model(xg)[0, class_index]
-            grad = torch.autograd.grad(logit, xg, allow_unused=True)[0] if logit.requires_grad else None
-            if grad is None:
-                raise RuntimeError(
-                    "no heat-map: the model's output has no gradient with respect to its input (features computed "
-                    "without gradient, e.g. a frozen linear probe), it has no TopKPatchHead and its backbone is not a "
-                    "torchvision-layout ResNet for Grad-CAM."
-                )
-            return HeatMap(_normalise(grad.abs()[0, 0]), "gradient")
+        return classifier_heatmap(self.model, x, class_index)

@@ -2,8 +2,8 @@
 
 Watching which patches a :class:`~monai_moco.networks.blocks.TopKPatchHead` selects during pretraining shows whether
 it learns to look at the lungs or at burnt-in text and borders (the patch-selection view of Cordonnier et al.,
-"Differentiable Patch Selection for Image Recognition", CVPR 2021). The handler runs the network's
-``patch_scores`` (eval mode, no gradient) on a fixed batch, renders :func:`~monai_moco.visualize.heatmap_overlay`
+"Differentiable Patch Selection for Image Recognition", CVPR 2021). The handler computes the
+patch scores (eval mode, no gradient) of a fixed batch, renders :func:`~monai_moco.visualize.heatmap_overlay`
 images, adds them to TensorBoard and optionally writes PNGs.
 """
 
@@ -18,11 +18,10 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.networks.utils import eval_mode
 from torch import nn
 
 from monai_moco.utils.dist import device_of
-from monai_moco.visualize.heatmap import heatmap_overlay, write_rgb_png
+from monai_moco.visualize.heatmap import heatmap_overlay, patch_scores, write_rgb_png
 
 __all__ = ["PatchHeatmapWriter"]
 
@@ -30,11 +29,11 @@ __all__ = ["PatchHeatmapWriter"]
 class PatchHeatmapWriter:
     """Write patch-score heat-maps of a fixed image batch to TensorBoard (and PNGs) every ``interval`` epochs.
 
-    The network (``engine.network`` unless ``network`` is given) must offer ``patch_scores(x) -> B x N``, as
-    :class:`~monai_moco.networks.nets.ContrastiveEncoder` with a patch head does, and ``backbone.grid_size((H, W))``
-    (as :class:`~monai_moco.networks.nets.ConvStemViT`). When it also offers ``embed_with_scores(x) ->
-    (embedding, scores, indices)`` the selected top-K patches are outlined. The network's train/eval mode is restored
-    afterwards. Only the rank-0 process writes (and computes).
+    The network (``engine.network`` unless ``network`` is given) is a
+    :class:`~monai_moco.networks.nets.ContrastiveEncoder` with a top-K patch head (or another layout
+    :func:`~monai_moco.visualize.heatmap.patch_scores` understands); the selected patches are outlined over the
+    backbone's token grid. The network's train/eval mode is restored afterwards. Only the rank-0 process writes (and
+    computes).
 
     Args:
         summary_writer: a TensorBoard ``SummaryWriter`` (anything with ``add_images``), a log directory (a
@@ -107,44 +106,22 @@ class PatchHeatmapWriter:
             self.summary_writer.close()
             self.summary_writer = None
 
-    def compute(self, network: nn.Module) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, tuple[int, int]]:
+    def compute(self, network: nn.Module) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Overlays of the fixed batch under ``network`` (eval mode, no gradient; the mode is restored).
 
         Args:
-            network: offers ``patch_scores`` (or ``embed_with_scores``) and ``backbone.grid_size``.
+            network: a network :func:`~monai_moco.visualize.heatmap.patch_scores` understands.
 
         Returns:
-            ``(overlays B x H x W x 3 uint8, scores B x N, indices B x K or None, grid (h, w))``.
+            ``(overlays B x H x W x 3 uint8, scores B x N, indices B x K, grid (h, w))``.
 
         Raises:
-            AttributeError: when the network lacks ``patch_scores`` or ``backbone.grid_size``.
+            ValueError: when the network has no top-K patch head.
         """
-        h, w = int(self.images.shape[-2]), int(self.images.shape[-1])
-        grid_fn = getattr(getattr(network, "backbone", None), "grid_size", None)
-        if not callable(getattr(network, "patch_scores", None)) or not callable(grid_fn):
-            raise AttributeError(
-                f"PatchHeatmapWriter: {type(network).__name__} needs patch_scores(x) and backbone.grid_size((H, W)) "
-                "(a ContrastiveEncoder with a ConvStemViT backbone and a TopKPatchHead)."
-            )
-        grid = tuple(int(g) for g in grid_fn((h, w)))
-        device = device_of(network)
-        indices: torch.Tensor | None = None
-        with eval_mode(network):
-            x = self.images.to(device)
-            if callable(getattr(network, "embed_with_scores", None)):
-                _, scores, indices = network.embed_with_scores(x)
-                indices = indices.cpu()
-            else:
-                scores = network.patch_scores(x)
-        scores = scores.float().cpu()
-        overlays = np.stack(
-            [
-                heatmap_overlay(self.images[i], scores[i], grid, None if indices is None else indices[i], self.alpha,
-                                self.cmap)
-                for i in range(self.images.shape[0])
-            ]
-        )
-        return overlays, scores, indices, grid  # type: ignore[return-value]
+        scores, indices, grid = patch_scores(network, self.images.to(device_of(network)))
+        rows = zip(self.images, scores, indices, strict=True)
+        overlays = np.stack([heatmap_overlay(img, sc, grid, idx, self.alpha, self.cmap) for img, sc, idx in rows])
+        return overlays, scores, indices, grid
 
     def __call__(self, engine: Engine) -> None:
         """Render the heat-maps and write them (rank 0 only).

@@ -1,25 +1,263 @@
-"""Patch-score heat-maps over radiographs: which patches the top-K patch head found salient.
+"""Heat-maps over radiographs, written once for the training handler and the deploy application.
 
-The per-patch scores of :class:`~monai_moco.networks.blocks.TopKPatchHead` (one per ViT token, row-major over the
-token grid) are upsampled bilinearly to the image size, normalised to [0, 1], coloured with a matplotlib colormap and
-blended over the grey radiograph; the K selected patches can be outlined. This is the patch-selection view of
-Cordonnier et al., "Differentiable Patch Selection for Image Recognition" (CVPR 2021), drawn like a CAM overlay
-(Zhou et al., CVPR 2016). Only matplotlib colormaps and PIL are used (no pyplot figures, no display needed).
+What a network looked at, three ways, each a :class:`HeatMap` (a grid over the input in [0, 1]):
+
+* ``"topk_patch_scores"``: the per-patch scores of a :class:`~monai_moco.networks.blocks.TopKPatchHead` (one per ViT
+  token, row-major over the backbone's own token grid), with the K kept patches; the patch-selection view of
+  Cordonnier et al., "Differentiable Patch Selection for Image Recognition" (CVPR 2021).
+* ``"gradcam"``: ``monai.visualize.GradCAM`` (Selvaraju et al., ICCV 2017) on the last stage of a torchvision-layout
+  ResNet backbone.
+* ``"gradient"``: the absolute input gradient of the class (Simonyan et al., ICLR workshop 2014), which any
+  differentiable model has.
+
+The head is found by type: ``isinstance`` for an eager module, the TorchScript class type for a scripted one (an
+exported model keeps its classes' qualified names, not their Python types). Maps are drawn by
+:func:`heatmap_overlay`: upsampled bilinearly, min-max normalised, coloured with a matplotlib colormap and blended
+over the grey radiograph (no pyplot figures, no display needed).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.networks.utils import eval_mode
+from monai.visualize import GradCAM
 from PIL import Image
+from torch import nn
 
-__all__ = ["patch_score_map", "heatmap_overlay", "save_heatmap_png", "write_rgb_png"]
+from monai_moco.networks.blocks import TopKPatchHead
+
+__all__ = [
+    "HeatMap",
+    "classifier_heatmap",
+    "gradcam_heatmap",
+    "heatmap_overlay",
+    "input_gradient_heatmap",
+    "is_topk_patch_head",
+    "patch_score_map",
+    "patch_scores",
+    "token_grid",
+    "write_rgb_png",
+]
+
+_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass
+class HeatMap:
+    """A saliency grid over the model input.
+
+    Attributes:
+        scores: ``h x w`` float tensor in [0, 1].
+        method: ``"topk_patch_scores"``, ``"gradcam"`` or ``"gradient"``.
+        topk_indices: kept patch indices (row-major into ``h x w``) for the top-K head, else ``None``.
+    """
+
+    scores: torch.Tensor
+    method: str
+    topk_indices: list[int] | None = None
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().float()
+    lo, hi = x.min(), x.max()
+    return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+
+
+def is_topk_patch_head(module: nn.Module) -> bool:
+    """Whether ``module`` is a :class:`~monai_moco.networks.blocks.TopKPatchHead`, eager or TorchScript.
+
+    Args:
+        module: any module, e.g. a child of a loaded ``model.ts``.
+
+    Returns:
+        ``isinstance(module, TopKPatchHead)``, or for a scripted module whether its TorchScript class is that class.
+
+    Example::
+
+        is_topk_patch_head(torch.jit.script(TopKPatchHead(192, k=4)))  # True
+    """
+    if isinstance(module, TopKPatchHead):
+        return True
+    if isinstance(module, torch.jit.ScriptModule):  # TorchScript numbers a class scripted again: ___torch_mangle_N.
+        script_class = re.sub(r"___torch_mangle_\d+\.", "", module._c._type().qualified_name())
+        return script_class == f"__torch__.{TopKPatchHead.__module__}.{TopKPatchHead.__qualname__}"
+    return False
+
+
+def token_grid(modules: Iterable[nn.Module], image_hw: Sequence[int]) -> tuple[int, int]:
+    """The token grid of the first token producer among ``modules`` (searched depth-first), from its own geometry.
+
+    Args:
+        modules: the modules before a patch head (e.g. ``[encoder.backbone]``).
+        image_hw: input size ``(H, W)``.
+
+    Returns:
+        ``(h, w)`` from the producer's ``grid_size((H, W))`` (eager :class:`~monai_moco.networks.nets.ConvStemViT`)
+        or, for a scripted one, its ``patch_size`` attribute.
+
+    Raises:
+        ValueError: when no module has a ``grid_size`` method or an integer ``patch_size``.
+
+    Example::
+
+        token_grid([ConvStemViT(img_size=64, patch_size=16)], (64, 48))  # (4, 3)
+    """
+    h, w = (int(v) for v in image_hw)
+    for top in modules:
+        for m in top.modules():
+            fn = getattr(m, "grid_size", None)
+            if callable(fn):
+                gh, gw = (int(g) for g in fn((h, w)))
+                return gh, gw
+            patch = getattr(m, "patch_size", None)
+            if isinstance(patch, int) and patch > 0:
+                return h // patch, w // patch
+    raise ValueError("token_grid: no module before the patch head knows its token grid (grid_size or patch_size).")
+
+
+def patch_scores(network: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Top-K patch scores of a batch (eval mode, no gradient; the network's mode is restored).
+
+    Two layouts are understood: an encoder with ``embed_with_scores`` and a ``backbone`` (as
+    :class:`~monai_moco.networks.nets.ContrastiveEncoder` with a patch head), or a module whose children are token
+    producers followed by a :class:`~monai_moco.networks.blocks.TopKPatchHead` (a classifier's backbone, also
+    scripted).
+
+    Args:
+        network: the network.
+        images: ``B x C x H x W`` on the network's device.
+
+    Returns:
+        ``(scores B x N, indices B x K, grid (h, w))`` on the CPU.
+
+    Raises:
+        ValueError: when the network has neither layout.
+
+    Example::
+
+        scores, indices, grid = patch_scores(encoder, images)  # encoder: ContrastiveEncoder with a TopKPatchHead
+    """
+    hw = tuple(images.shape[-2:])
+    with eval_mode(network), torch.no_grad():
+        if callable(getattr(network, "embed_with_scores", None)) and hasattr(network, "backbone"):
+            _, scores, indices = network.embed_with_scores(images)
+            grid = token_grid([network.backbone], hw)
+        else:
+            children = list(network.children())
+            heads = [i for i, c in enumerate(children) if is_topk_patch_head(c)]
+            if len(heads) != 1 or heads[0] == 0:
+                raise ValueError(f"patch_scores: {type(network).__name__} has no token producer and TopKPatchHead.")
+            tokens = images
+            for part in children[: heads[0]]:
+                tokens = part(tokens)
+            _, scores, indices = children[heads[0]](tokens, True)
+            grid = token_grid(children[: heads[0]], hw)
+    return scores.float().cpu(), indices.cpu(), grid
+
+
+class _StagedClassifier(nn.Module):
+    """Eager ``head(pool(features(x)))`` over a ResNet's stages, so ``GradCAM`` can hook ``features`` even when the
+    stages are TorchScript (which takes no hooks)."""
+
+    def __init__(self, stages: Sequence[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*stages)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+def gradcam_heatmap(model: nn.Module, image: torch.Tensor, class_index: int) -> HeatMap | None:
+    """Grad-CAM of ``class_index`` on the last stage of ``model.backbone``, a torchvision-layout ResNet.
+
+    Args:
+        model: a classifier with ``backbone`` (``conv1 ... layer4``, ``avgpool``) and a linear ``head`` on the
+            pooled features, eager or TorchScript (e.g. :class:`~monai_moco.networks.nets.XRayClassifier`).
+        image: ``1 x C x H x W``.
+        class_index: the logit to explain.
+
+    Returns:
+        the ``H x W`` map, or ``None`` when the model is not such a ResNet classifier.
+
+    Example::
+
+        heat = gradcam_heatmap(XRayClassifier(build_backbone("resnet18"), 2).eval(), torch.rand(1, 1, 64, 64), 1)
+    """
+    backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
+    names = dict(backbone.named_children()) if backbone is not None else {}
+    if head is None or "avgpool" not in names or not all(n in names for n in _RESNET_STAGES):
+        return None
+    staged = _StagedClassifier([names[n] for n in _RESNET_STAGES], head).train(backbone.training)  # GradCAM restores it
+    with torch.enable_grad():  # the input needs a gradient when the weights have none (a frozen backbone)
+        cam = GradCAM(nn_module=staged, target_layers="features")(image.clone().requires_grad_(True), class_index)
+    return HeatMap(_normalise(cam[0, 0]), "gradcam")
+
+
+def input_gradient_heatmap(model: nn.Module, image: torch.Tensor, class_index: int) -> HeatMap | None:
+    """The absolute input gradient of ``class_index`` (first channel).
+
+    Args:
+        model: any differentiable classifier, eager or TorchScript.
+        image: ``1 x C x H x W``.
+        class_index: the logit to explain.
+
+    Returns:
+        the ``H x W`` map, or ``None`` when the output has no gradient with respect to the input (e.g. features
+        computed under ``no_grad``, as a frozen linear probe does).
+
+    Example::
+
+        heat = input_gradient_heatmap(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2)),
+                                      torch.rand(1, 1, 8, 8), 0)
+    """
+    with torch.enable_grad():
+        x = image.clone().requires_grad_(True)
+        logit = model(x)[0, class_index]
+        grad = torch.autograd.grad(logit, x, allow_unused=True)[0] if logit.requires_grad else None
+    return None if grad is None else HeatMap(_normalise(grad.abs()[0, 0]), "gradient")
+
+
+def classifier_heatmap(model: nn.Module, image: torch.Tensor, class_index: int) -> HeatMap:
+    """The best heat-map a classifier offers: top-K patch scores, else Grad-CAM, else the input gradient.
+
+    Args:
+        model: a classifier (``backbone`` + ``head`` for the first two methods), eager or TorchScript, in eval mode.
+        image: ``1 x C x H x W`` model input.
+        class_index: the logit to explain (Grad-CAM and gradient; the patch scores do not depend on it).
+
+    Returns:
+        the :class:`HeatMap`.
+
+    Raises:
+        RuntimeError: when none applies (no top-K head, not a ResNet, no input gradient).
+
+    Example::
+
+        heat = classifier_heatmap(model, x, class_index=1)
+        rgb = heatmap_overlay(x[0], heat.scores.flatten(), tuple(heat.scores.shape), heat.topk_indices)
+    """
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and any(is_topk_patch_head(c) for c in backbone.children()):
+        scores, indices, grid = patch_scores(backbone, image)
+        return HeatMap(_normalise(scores[0].reshape(grid)), "topk_patch_scores", [int(i) for i in indices[0]])
+    heat = gradcam_heatmap(model, image, class_index) or input_gradient_heatmap(model, image, class_index)
+    if heat is None:
+        raise RuntimeError(
+            "no heat-map: the model's output has no gradient with respect to its input (features computed without "
+            "gradient, e.g. a frozen linear probe), it has no TopKPatchHead and its backbone is not a "
+            "torchvision-layout ResNet for Grad-CAM."
+        )
+    return heat
 
 
 def patch_score_map(
@@ -125,36 +363,6 @@ def heatmap_overlay(
             out[y0:y1, x0 : x0 + t] = 255
             out[y0:y1, max(x0, x1 - t) : x1] = 255
     return out
-
-
-def save_heatmap_png(
-    path: str | os.PathLike,
-    image: torch.Tensor | np.ndarray,
-    scores: torch.Tensor | np.ndarray,
-    grid_hw: Sequence[int],
-    topk_indices: torch.Tensor | np.ndarray | Sequence[int] | None = None,
-    alpha: float = 0.45,
-    cmap: str = "jet",
-) -> Path:
-    """Write :func:`heatmap_overlay` as an RGB PNG of the image's size (parent folders are created).
-
-    Args:
-        path: output ``.png`` path.
-        image: ``1 x H x W`` or ``H x W`` in [0, 1].
-        scores: ``N`` patch scores.
-        grid_hw: token grid ``(h, w)``.
-        topk_indices: kept patches to outline.
-        alpha: heat-map weight.
-        cmap: matplotlib colormap name.
-
-    Returns:
-        the written path.
-
-    Example::
-
-        save_heatmap_png("runs/heat/0.png", image, scores, net.backbone.grid_size(image.shape[-2:]))
-    """
-    return write_rgb_png(path, heatmap_overlay(image, scores, grid_hw, topk_indices, alpha, cmap))
 
 
 def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:

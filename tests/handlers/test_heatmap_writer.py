@@ -81,21 +81,12 @@ class _Recorder:
         self.calls.append((tag, arr.shape, step, dataformats))
 
 
-def test_given_writer_and_patch_scores_only(kermany_dir: Path) -> None:
-    """A network offering only patch_scores (no embed_with_scores) still works, without outlines."""
+def test_given_writer_and_a_token_producer_then_head_layout(kermany_dir: Path) -> None:
+    """A module whose children are a token producer and a TopKPatchHead (no embed_with_scores) works too."""
     enc = _encoder()
-
-    class ScoresOnly(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = enc.backbone
-            self.head = enc.patch_head
-
-        def patch_scores(self, x):
-            return self.head(self.backbone(x), return_scores=True)[1]
-
+    tokens_then_head = torch.nn.Sequential(enc.backbone, enc.patch_head)
     rec = _Recorder()
-    PatchHeatmapWriter(rec, _radiographs(kermany_dir), tag="heat")(_engine_at_epoch(ScoresOnly(), 3))
+    PatchHeatmapWriter(rec, _radiographs(kermany_dir), tag="heat")(_engine_at_epoch(tokens_then_head, 3))
     assert rec.calls == [("heat", (2, *HW, 3), 3, "NHWC")]
 
 
@@ -110,5 +101,5 @@ def test_errors() -> None:
         PatchHeatmapWriter(None, torch.rand(2, 64, 48), output_dir="x")
     with pytest.raises(ValueError, match="summary_writer"):
         PatchHeatmapWriter(None, torch.rand(2, 1, 64, 48))
-    with pytest.raises(AttributeError, match="patch_scores"):
+    with pytest.raises(ValueError, match="TopKPatchHead"):
         PatchHeatmapWriter(_Recorder(), torch.rand(1, 1, 64, 48))(_engine_at_epoch(torch.nn.Linear(2, 2), 1))

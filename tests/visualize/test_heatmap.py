@@ -7,9 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.visualize import GradCAM
 from PIL import Image
 
-from monai_moco.visualize.heatmap import heatmap_overlay, patch_score_map, save_heatmap_png
+from monai_moco.networks.blocks import TopKPatchHead
+from monai_moco.networks.nets import XRayClassifier, build_backbone
+from monai_moco.visualize.heatmap import (
+    classifier_heatmap,
+    heatmap_overlay,
+    is_topk_patch_head,
+    patch_score_map,
+    patch_scores,
+    token_grid,
+    write_rgb_png,
+)
 
 
 def _radiograph(kermany_dir: Path, hw: tuple[int, int]) -> torch.Tensor:
@@ -38,7 +49,7 @@ def test_overlay_and_png_on_a_real_radiograph(kermany_dir: Path, tmp_path: Path)
     grid = (10, 8)
     scores = torch.zeros(80)
     scores.view(10, 8)[:, :4] = 5.0  # left half salient
-    out = save_heatmap_png(tmp_path / "sub" / "h.png", image, scores, grid, topk_indices=[0, 79])
+    out = write_rgb_png(tmp_path / "sub" / "h.png", heatmap_overlay(image, scores, grid, topk_indices=[0, 79]))
     png = Image.open(out)
     assert png.size == (hw[1], hw[0]) and png.mode == "RGB"
     rgb = np.asarray(png).astype(np.int32)
@@ -64,3 +75,56 @@ def test_overlay_alpha_and_errors() -> None:
         heatmap_overlay(image, scores, (4, 4), topk_indices=[16])
     with pytest.raises(ValueError, match=r"\[2, 32, 32\]"):
         heatmap_overlay(torch.rand(2, 32, 32), scores, (4, 4))
+
+
+def _resnet_classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = XRayClassifier(build_backbone("resnet18", in_channels=1), 2).eval()
+    with torch.no_grad():  # a head that separates the classes, so the map is not flat
+        model.head.weight.normal_(0, 0.5)
+    return model
+
+
+def _topk_classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    vit = build_backbone("convstem_vit_tiny", img_size=64, patch_size=16, num_layers=2, pooling="none")
+    backbone = torch.nn.Sequential(vit, TopKPatchHead(vit.out_features, k=3))
+    backbone.out_features = vit.out_features
+    return XRayClassifier(backbone, 2).eval()
+
+
+def test_topk_head_and_grid_are_found_by_type_and_by_the_backbone_in_eager_and_scripted_models() -> None:
+    """The head is a TopKPatchHead (isinstance, or its TorchScript class) and the grid is the encoder's own, so a
+    non-square input gives a non-square grid."""
+    model = _topk_classifier()
+    vit, head = model.backbone[0], model.backbone[1]
+    assert is_topk_patch_head(head) and not is_topk_patch_head(vit)
+    assert is_topk_patch_head(torch.jit.script(TopKPatchHead(8, k=2)))
+    assert token_grid([vit], (64, 32)) == (4, 2) == token_grid([torch.jit.script(vit)], (64, 32))
+    scores, indices, grid = patch_scores(model.backbone, torch.rand(2, 1, 64, 32))
+    assert grid == (4, 2) and scores.shape == (2, 8) and indices.shape == (2, 3)
+    heat = classifier_heatmap(model, torch.rand(1, 1, 64, 32), class_index=0)
+    assert heat.method == "topk_patch_scores" and tuple(heat.scores.shape) == (4, 2) and len(heat.topk_indices) == 3
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_gradcam_is_monai_gradcam_on_the_last_resnet_stage(scripted: bool) -> None:
+    model = _resnet_classifier()
+    x = torch.rand(1, 1, 64, 64)
+    cls = int(model(x).argmax())
+    heat = classifier_heatmap(torch.jit.script(model) if scripted else model, x, class_index=cls)
+    expected = GradCAM(nn_module=model, target_layers="backbone.layer4")(x, class_idx=cls)[0, 0]
+    assert heat.method == "gradcam" and tuple(heat.scores.shape) == (64, 64) and float(heat.scores.max()) == 1.0
+    torch.testing.assert_close(heat.scores, expected)
+    assert not any(m.training for m in model.modules())  # still in eval mode: BatchNorm keeps its running statistics
+
+
+def test_input_gradient_is_the_fallback_and_no_gradient_is_an_error() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2))
+    heat = classifier_heatmap(net, torch.rand(1, 1, 16, 16), class_index=0)
+    assert heat.method == "gradient" and tuple(heat.scores.shape) == (16, 16)
+    frozen = XRayClassifier(build_backbone("convstem_vit_tiny", img_size=32, patch_size=16, num_layers=2), 2,
+                            frozen=True).eval()
+    with pytest.raises(RuntimeError, match="no gradient"):
+        classifier_heatmap(frozen, torch.rand(1, 1, 32, 32), class_index=0)
