@@ -2,18 +2,25 @@
 
 The protocol of MoCo-CXR (Sowrirajan et al., "MoCo-CXR: MoCo Pretraining Improves Representation and Transferability
 of Chest X-ray Models", MIDL 2021): backbones from {random init (``scratch``), ImageNet (``imagenet``, only with
-``--imagenet_weights FILE``), SimCLR (Chen et al., ICML 2020), MoCo-v2 (Chen et al., 2020)} are trained on
-{100 %, 10 %, 1 %} of the training labels (stratified, patient-grouped, nested subsets; several random draws) as a
-linear probe (frozen backbone) and by fine-tuning; the checkpoint with the best AUC on a validation split carved
-from train by patient is scored on the official test split, with patient-bootstrap 95 % intervals.
+``--imagenet_weights FILE``), SimCLR (Chen et al., ICML 2020), MoCo-v2 (Chen et al., 2020), and MoCo-v2 with a
+ConvStem ViT (``moco_vit``, against its own random init ``scratch_vit``)} are evaluated on {100 %, 10 %, 1 %} of the
+training labels (stratified, patient-grouped, nested subsets; several random draws) by
+
+- ``linear``: the frozen-feature linear probe (every image embedded once, an L2 logistic regression per draw with its
+  strength chosen on the validation split; :mod:`monai_moco.evaluation`), seconds per draw;
+- ``finetune``: ``bundles/cxr_classifier`` training everything, at least ``--min_steps`` optimizer steps, the
+  checkpoint with the best validation AUC kept;
+- ``knn``: a weighted kNN classifier (k = 20) on the frozen features of all training labels.
+
+The validation split is carved from train by patient; the official test split is scored once per run, with
+patient-bootstrap 95 % intervals.
 
 MoCo and SimCLR are pretrained first, on the training images only and without labels, with the pretraining bundles
-(``bundles/moco_resnet50``, ``bundles/simclr_resnet50``) unless ``--moco_ckpt``/``--simclr_ckpt`` name existing
-checkpoints. Every transfer run is one ``bundles/cxr_classifier`` train + evaluate.
+(``bundles/moco_resnet50``, ``bundles/simclr_resnet50``, ``bundles/moco_vit``; plus ``--pretrain_overlay``) unless
+``--moco_ckpt``/``--simclr_ckpt``/``--moco_vit_ckpt`` name existing checkpoints.
 
-Runs execute **in this process** through MONAI's ``ConfigWorkflow`` (the same code path as
-``python -m monai.bundle run``): importing torch + MONAI + monai_moco costs about 10 s of CPU per process here, which
-a subprocess per run would pay 2 x (strategies x fractions x draws x modes) times. Each finished run leaves
+Fine-tuning runs execute **in this process** through MONAI's ``ConfigWorkflow`` (the same code path as
+``python -m monai.bundle run``), which saves the import cost of a subprocess per run. Each finished run leaves
 ``<output_dir>/runs/<run>/record.json``; a second invocation skips those runs (resumable), and ``--force`` redoes them.
 
 Outputs in ``--output_dir``: ``results.json`` (one record per run: strategy, fraction, draw, mode, auc, ci_low,
@@ -23,8 +30,8 @@ spread over draws) and ``auc_vs_label_fraction.png``.
 Example::
 
     python scripts/run_transfer_study.py --dataset_dir data/kermany --output_dir runs/transfer_study --quick
-    python scripts/run_transfer_study.py --dataset_dir data/kermany --output_dir runs/transfer_study \\
-        --backbone resnet18 --image_size 64 --pretrain_epochs 3 --epochs 3 --draws 2
+    # the CPU study of docs/transfer_study.md (pretraining included, a few hours on 2 cores):
+    python scripts/run_transfer_study.py --preset cpu_study --output_dir runs/transfer_study
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import bisect
 import gc
 import json
 import logging
-import math
 import shutil
 import sys
 import time
@@ -44,16 +50,36 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = REPO / "bundles" / "cxr_classifier"
-PRETRAIN_BUNDLES = {"moco": REPO / "bundles" / "moco_resnet50", "simclr": REPO / "bundles" / "simclr_resnet50"}
-STRATEGIES = ("scratch", "imagenet", "simclr", "moco")
-MODES = ("linear", "finetune")
+PRETRAIN_BUNDLES = {
+    "moco": REPO / "bundles" / "moco_resnet50",
+    "simclr": REPO / "bundles" / "simclr_resnet50",
+    "moco_vit": REPO / "bundles" / "moco_vit",
+}
+STRATEGIES = ("scratch", "imagenet", "simclr", "moco", "scratch_vit", "moco_vit")
+MODES = ("linear", "finetune", "knn")
+#: the study of docs/transfer_study.md: ResNet-18 and ConvStemViT-tiny at 64 px, pretraining with cpu_study.json
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu_study": {
+        "dataset_dir": "data/kermany",
+        "strategies": ["scratch", "simclr", "moco", "scratch_vit", "moco_vit"],
+        "modes": ["linear", "finetune", "knn"],
+        "backbone": "resnet18",
+        "vit_backbone": "convstem_vit_tiny",
+        "image_size": 64,
+        "batch_size": 32,
+        "epochs": 3,
+        "min_steps": 200,
+        "draws": 3,
+        "small_fraction_draws": 5,
+        "pretrain_overlay": "cpu_study.json",
+    },
+}
 QUICK = {
     "backbone": "resnet18",
     "image_size": 32,
     "max_images": 96,
     "pretrain_epochs": 1,
     "epochs": 1,
-    "linear_epochs": 1,
     "min_steps": 1,
     "draws": 1,
     "fractions": [100.0, 10.0],
@@ -71,33 +97,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         argv: arguments (default ``sys.argv[1:]``).
 
     Returns:
-        the parsed namespace, with ``--quick`` defaults filled in where not given explicitly.
+        the parsed namespace, with ``--preset`` / ``--quick`` defaults filled in where not given explicitly.
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset_dir", default="data/kermany", help="labels.csv with a split column, or train/ and test/")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a documented study (cpu_study: the one in docs/transfer_study.md); explicit flags override it")
+    p.add_argument("--dataset_dir", default=None, help="labels.csv with a split column, or train/ and test/")
     p.add_argument("--output_dir", default="runs/transfer_study")
     p.add_argument("--quick", action="store_true", help="tiny budget (a few minutes on 2 CPU cores), for smoke runs")
     p.add_argument("--strategies", nargs="+", default=None, choices=STRATEGIES,
                    help="default: scratch simclr moco, plus imagenet when --imagenet_weights is given")
     p.add_argument("--fractions", type=float, nargs="+", default=None, help="label fractions in %% (default 100 10 1)")
     p.add_argument("--draws", type=int, default=None, help="random draws per fraction (default 3)")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--small_fraction_draws", type=int, default=None,
+                   help="draws for fractions <= 1 %% (default --draws)")
+    p.add_argument("--modes", nargs="+", default=None, choices=MODES, help="default: linear finetune")
     p.add_argument("--backbone", default=None, help="build_backbone name (default resnet50; --quick resnet18)")
+    p.add_argument("--vit_backbone", default=None, help="backbone of scratch_vit/moco_vit (default convstem_vit_tiny)")
     p.add_argument("--image_size", type=int, default=None, help="default 224 (--quick 32)")
-    p.add_argument("--batch_size", type=int, default=None, help="default 32 (--quick 16)")
+    p.add_argument("--batch_size", type=int, default=None, help="fine-tuning batch (default 32; --quick 16)")
     p.add_argument("--max_images", type=int, default=None, help="cap on train and test images, 0 = all")
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs at 100 %% labels (default 20)")
-    p.add_argument("--linear_epochs", type=int, default=None, help="linear-probe epochs at 100 %% (default --epochs)")
     p.add_argument("--min_steps", type=int, default=None,
-                   help="small fractions train at least this many optimizer steps (default 100)")
-    p.add_argument("--max_epochs", type=int, default=200, help="upper bound on the epochs of one run")
-    p.add_argument("--val_checks", type=int, default=5, help="about this many validations per run (model picking)")
-    p.add_argument("--lr", type=float, default=None, help="head lr (bundle default: 1e-3 linear, 3e-4 fine-tune)")
+                   help="fine-tuning trains at least this many optimizer steps (default 200)")
+    p.add_argument("--val_checks", type=int, default=10, help="about this many validations per fine-tuning run")
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning head lr (bundle default 3e-4)")
     p.add_argument("--backbone_lr", type=float, default=None, help="fine-tuning backbone lr (default = lr)")
-    p.add_argument("--pretrain_epochs", type=int, default=None, help="MoCo/SimCLR epochs (default 100)")
-    p.add_argument("--pretrain_batch_size", type=int, default=None, help="default --batch_size")
+    p.add_argument("--pretrain_epochs", type=int, default=None,
+                   help="MoCo/SimCLR epochs (default: the pretraining bundle's, or its --pretrain_overlay's)")
+    p.add_argument("--pretrain_batch_size", type=int, default=None, help="default: the pretraining bundle's")
+    p.add_argument("--pretrain_overlay", default=None,
+                   help="config file beside each pretraining bundle's train.json (e.g. cpu_study.json); default "
+                        "cpu.json on a CPU")
     p.add_argument("--moco_ckpt", default=None, help="reuse this MoCo checkpoint instead of pretraining")
     p.add_argument("--simclr_ckpt", default=None, help="reuse this SimCLR checkpoint instead of pretraining")
+    p.add_argument("--moco_vit_ckpt", default=None, help="reuse this MoCo ConvStemViT checkpoint")
     p.add_argument("--imagenet_weights", default=None, help="local torchvision/timm ImageNet state-dict file")
     p.add_argument("--n_bootstrap", type=int, default=None, help="bootstrap resamples for test CIs (default 1000)")
     p.add_argument("--device", default=None, help="cpu, cuda:0, ... (default: cuda when available)")
@@ -109,22 +143,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep_checkpoints", action="store_true", help="keep every run's best model.pt")
     p.add_argument("--force", action="store_true", help="redo runs that are already finished")
     p.add_argument("--include_finished", action="store_true",
-                   help="put every finished run in --output_dir with the same backbone and image size in the tables, "
-                        "not only this invocation's plan (e.g. after an earlier invocation with other --modes/--draws)")
+                   help="put every finished run in --output_dir in the tables, not only this invocation's plan")
     p.add_argument("--no_progress", action="store_true", help="no per-run progress bars")
     args = p.parse_args(argv)
     defaults = {
-        "backbone": "resnet50", "image_size": 224, "max_images": 0, "pretrain_epochs": 100, "epochs": 20,
-        "linear_epochs": None, "min_steps": 100, "draws": 3, "fractions": [100.0, 10.0, 1.0], "batch_size": 32,
-        "n_bootstrap": 1000,
+        "dataset_dir": "data/kermany", "strategies": None, "modes": ["linear", "finetune"], "backbone": "resnet50",
+        "vit_backbone": "convstem_vit_tiny", "image_size": 224, "max_images": 0, "pretrain_epochs": None,
+        "epochs": 20, "min_steps": 200, "draws": 3, "small_fraction_draws": None, "fractions": [100.0, 10.0, 1.0],
+        "batch_size": 32, "n_bootstrap": 1000, "pretrain_overlay": None,
     }
+    preset = PRESETS.get(args.preset or "", {})
     for key, value in defaults.items():
         if getattr(args, key) is None:
-            setattr(args, key, QUICK[key] if args.quick and key in QUICK else value)
-    if args.linear_epochs is None:
-        args.linear_epochs = args.epochs
-    if args.pretrain_batch_size is None:
-        args.pretrain_batch_size = args.batch_size
+            setattr(args, key, preset.get(key, QUICK[key] if args.quick and key in QUICK else value))
+    if args.small_fraction_draws is None:
+        args.small_fraction_draws = args.draws
     if args.strategies is None:
         args.strategies = ["scratch"] + (["imagenet"] if args.imagenet_weights else []) + ["simclr", "moco"]
     if "imagenet" in args.strategies and not args.imagenet_weights:
@@ -141,6 +174,16 @@ def _device(args: argparse.Namespace) -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def backbone_of(strategy: str, args: argparse.Namespace) -> str:
+    """The backbone a strategy is evaluated with: ``--vit_backbone`` for the ``*_vit`` ones, else ``--backbone``."""
+    return args.vit_backbone if strategy.endswith("_vit") else args.backbone
+
+
+def draws_of(fraction: float, args: argparse.Namespace) -> int:
+    """Draws of a label fraction (in %): ``--small_fraction_draws`` at 1 % and below, else ``--draws``."""
+    return args.small_fraction_draws if fraction <= 1.0 else args.draws
 
 
 def run_bundle(config_files: Sequence[Path | str], **overrides: Any) -> None:
@@ -176,10 +219,10 @@ def _find_checkpoint(folder: Path) -> Path | None:
 
 
 def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
-    """Pretrain MoCo or SimCLR on the training images (labels ignored) with its bundle, or reuse a finished run.
+    """Pretrain ``moco``, ``simclr`` or ``moco_vit`` on the training images (labels ignored), or reuse a finished run.
 
     Args:
-        method: ``"moco"`` or ``"simclr"``.
+        method: the strategy, a key of :data:`PRETRAIN_BUNDLES`.
         args: the study's arguments.
         device: torch device string.
 
@@ -202,34 +245,32 @@ def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
             logger.info(f"{method}: reusing the finished pretraining {ckpt}")
             return ckpt
     bundle = PRETRAIN_BUNDLES[method]
-    if not (bundle / "train.json").is_file():
+    overlay = args.pretrain_overlay or ("cpu.json" if device == "cpu" else None)
+    files = [bundle / "train.json"] + ([bundle / overlay] if overlay else [])
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"{method}: pretraining bundle {bundle}/train.json not found; pass --{method}_ckpt FILE or drop "
-            f"'{method}' from --strategies."
+            f"{method}: pretraining config {missing} not found; pass --{method}_ckpt FILE or drop '{method}' from "
+            "--strategies."
         )
-    files = [bundle / "train.json"] + ([bundle / "cpu.json"] if device == "cpu" and (bundle / "cpu.json").is_file()
-                                       else [])
     train_dir = Path(args.dataset_dir) / "train"
-    logger.info(f"{method}: pretraining {args.backbone} for {args.pretrain_epochs} epochs on {train_dir} -> {out}")
+    overrides: dict[str, Any] = {"dataset_dir": str(train_dir), "output_dir": str(out), "device": device,
+                                 "num_workers": args.num_workers, "seed": args.seed, "image_size": args.image_size}
+    if method != "moco_vit":
+        overrides["backbone"] = args.backbone
+    for key, value in (("epochs", args.pretrain_epochs), ("batch_size", args.pretrain_batch_size)):
+        if value is not None:
+            overrides[key] = value
+    if args.max_images:
+        overrides["max_images"] = args.max_images
+    logger.info(f"{method}: pretraining with {[str(f) for f in files]} on {train_dir} -> {out}")
     start = time.time()
-    run_bundle(
-        files,
-        dataset_dir=str(train_dir),
-        output_dir=str(out),
-        epochs=args.pretrain_epochs,
-        batch_size=args.pretrain_batch_size,
-        image_size=args.image_size,
-        max_images=args.max_images,
-        device=device,
-        num_workers=args.num_workers,
-        backbone=args.backbone,
-        seed=args.seed,
-    )
+    run_bundle(files, **overrides)
     ckpt = _find_checkpoint(out)
     if ckpt is None:
         raise FileNotFoundError(f"{method}: the pretraining bundle wrote no checkpoint under {out}.")
-    _write_json({"checkpoint": str(ckpt), "seconds": round(time.time() - start, 1), "epochs": args.pretrain_epochs},
-                marker)
+    _write_json({"checkpoint": str(ckpt), "seconds": round(time.time() - start, 1), "configs": [str(f) for f in files],
+                 "overrides": overrides}, marker)
     return ckpt
 
 
@@ -240,11 +281,11 @@ def _write_json(obj: Any, path: Path) -> None:
 
 
 def run_name(strategy: str, mode: str, fraction: float, draw: int) -> str:
-    """Folder name of one run, e.g. ``moco_linear_f10_d0``.
+    """Folder name of one run, e.g. ``moco_finetune_f10_d0``.
 
     Args:
         strategy: backbone source.
-        mode: ``linear`` or ``finetune``.
+        mode: ``linear``, ``finetune`` or ``knn``.
         fraction: label fraction in %.
         draw: draw index.
 
@@ -254,34 +295,75 @@ def run_name(strategy: str, mode: str, fraction: float, draw: int) -> str:
     return f"{strategy}_{mode}_f{fraction:g}_d{draw}"
 
 
-def schedule(n_train: int, fraction_epochs: int, args: argparse.Namespace) -> tuple[int, int]:
-    """Epochs and validation interval of one run: at least ``--min_steps`` steps, about ``--val_checks`` validations.
+def _common(strategy: str, pretrained: str, args: argparse.Namespace) -> dict[str, Any]:
+    return {"strategy": strategy, "backbone": backbone_of(strategy, args), "image_size": args.image_size,
+            "pretrained": pretrained}
+
+
+def frozen_runs(
+    strategy: str, pretrained: str, plan: Sequence[tuple[str, float, int]], args: argparse.Namespace, device: str
+) -> list[dict[str, Any]]:
+    """The ``linear`` and ``knn`` runs of one strategy from features embedded once (see :mod:`monai_moco.evaluation`).
 
     Args:
-        n_train: labelled training images of the run.
-        fraction_epochs: epochs asked for (at 100 % labels).
+        strategy: backbone source.
+        pretrained: its checkpoint ("" for random init).
+        plan: ``(mode, fraction %, draw)`` of the runs to do.
         args: the study's arguments.
+        device: torch device string.
 
     Returns:
-        ``(epochs, val_interval)`` with ``epochs`` a multiple of ``val_interval`` (the last epoch is validated).
+        one record per run (also written to ``runs/<run>/record.json``).
     """
-    # the bundle's train loader drops the last partial batch when there is more than one batch
-    steps_per_epoch = n_train // args.batch_size if n_train > args.batch_size else 1
-    epochs = max(fraction_epochs, math.ceil(args.min_steps / steps_per_epoch))
-    epochs = min(epochs, max(args.max_epochs, fraction_epochs))
-    interval = max(1, epochs // max(1, args.val_checks))
-    epochs = int(math.ceil(epochs / interval) * interval)
-    return epochs, interval
+    import numpy as np
+
+    from monai_moco.data import transfer_datalists
+    from monai_moco.evaluation.study import embed_transfer_splits, linear_probe_records
+    from monai_moco.metrics import classification_metrics_with_ci, knn_predict
+
+    start = time.time()
+    backbone = backbone_of(strategy, args)
+    feats = embed_transfer_splits(
+        backbone, pretrained or None, args.dataset_dir, args.image_size, seed=args.seed, max_images=args.max_images,
+        cache=args.cache, cache_dir=str(Path(args.output_dir) / "cache" / f"{args.image_size}px"), device=device,
+        progress=not args.no_progress,
+        backbone_kwargs={"img_size": args.image_size} if "vit" in backbone else None,
+    )
+    embedded = time.time() - start
+    records = []
+    for mode, fraction, draw in plan:
+        t0 = time.time()
+        if mode == "linear":
+            rec = linear_probe_records(
+                feats, args.dataset_dir, [fraction / 100.0], [draw], seed=args.seed, max_images=args.max_images,
+                n_bootstrap=args.n_bootstrap,
+            )[0]
+        else:  # knn: weighted vote of the k most similar labelled training images of the draw
+            items = transfer_datalists(args.dataset_dir, fraction / 100.0, draw, seed=args.seed,
+                                       max_images=args.max_images)["train"]
+            idx = np.asarray([feats.pool_rows[str(it["image"])] for it in items])
+            probs = knn_predict(feats.pool.features[idx], feats.pool.labels[idx], feats.test.features).numpy()
+            report = classification_metrics_with_ci(feats.test.labels, probs, "binary", groups=feats.test.groups or None,
+                                                    n_bootstrap=args.n_bootstrap, seed=args.seed)
+            rec = {"fraction": fraction / 100.0, "fraction_pct": fraction, "draw": draw, "mode": "knn",
+                   "auc": report["auc"]["value"], "ci_low": report["auc"]["ci_low"],
+                   "ci_high": report["auc"]["ci_high"], "n_train": len(idx), "n_test": len(feats.test)}
+            rec.update({k: report[k]["value"] for k in ("accuracy", "sensitivity", "specificity") if k in report})
+        rec.update(_common(strategy, pretrained, args))
+        rec["seconds"] = round(time.time() - t0 + embedded / max(1, len(plan)), 1)
+        _write_json(rec, Path(args.output_dir) / "runs" / run_name(strategy, mode, fraction, draw) / "record.json")
+        records.append(rec)
+    return records
 
 
 def transfer_run(
     strategy: str, mode: str, fraction: float, draw: int, pretrained: str, args: argparse.Namespace, device: str
 ) -> dict[str, Any]:
-    """Train and evaluate one classifier with ``bundles/cxr_classifier``; returns its record (also ``record.json``).
+    """Fine-tune and evaluate one classifier with ``bundles/cxr_classifier``; returns its record (also ``record.json``).
 
     Args:
-        strategy: backbone source (``scratch``, ``imagenet``, ``simclr``, ``moco``).
-        mode: ``linear`` (frozen backbone) or ``finetune``.
+        strategy: backbone source.
+        mode: ``finetune``.
         fraction: label fraction in %.
         draw: draw of the labelled subset.
         pretrained: backbone checkpoint ("" for random init).
@@ -291,26 +373,22 @@ def transfer_run(
     Returns:
         the record.
     """
-    from monai_moco.data import transfer_datalists
-
     run_dir = Path(args.output_dir) / "runs" / run_name(strategy, mode, fraction, draw)
-    frac = fraction / 100.0
-    n_train = len(transfer_datalists(args.dataset_dir, frac, draw, seed=args.seed, max_images=args.max_images)["train"])
-    epochs, interval = schedule(n_train, args.linear_epochs if mode == "linear" else args.epochs, args)
     overrides: dict[str, Any] = {
         "dataset_dir": args.dataset_dir,
         "output_dir": str(run_dir),
-        "epochs": epochs,
-        "val_interval": interval,
+        "epochs": args.epochs,
+        "min_steps": args.min_steps,
+        "val_checks": args.val_checks,
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "max_images": args.max_images,
         "device": device,
         "num_workers": args.num_workers,
-        "backbone": args.backbone,
+        "backbone": backbone_of(strategy, args),
         "pretrained": pretrained,
         "frozen": mode == "linear",
-        "label_fraction": frac,
+        "label_fraction": fraction / 100.0,
         "draw": draw,
         "seed": args.seed,
         "cache": args.cache,
@@ -331,7 +409,7 @@ def transfer_run(
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     record: dict[str, Any] = {
         "strategy": strategy,
-        "fraction": frac,
+        "fraction": fraction / 100.0,
         "fraction_pct": fraction,
         "draw": draw,
         "mode": mode,
@@ -346,15 +424,11 @@ def transfer_run(
             record[f"{name}_ci_high"] = metrics[name]["ci_high"]
     record.update(
         {
-            "n_train": metrics.get("n_train", n_train),
+            "n_train": metrics.get("n_train"),
             "n_val": metrics.get("n_val"),
             "n_test": metrics["n"],
             "test_patients": metrics["n_groups"],
-            "epochs": epochs,
-            "val_interval": interval,
-            "backbone": args.backbone,
-            "image_size": args.image_size,
-            "pretrained": pretrained,
+            **_common(strategy, pretrained, args),
             "train_seconds": round(trained, 1),
             "seconds": round(time.time() - start, 1),
         }
@@ -367,7 +441,7 @@ def transfer_run(
 
 
 CSV_FIELDS = ("strategy", "mode", "fraction_pct", "draw", "auc", "ci_low", "ci_high", "accuracy", "sensitivity",
-              "specificity", "n_train", "n_val", "n_test", "epochs", "backbone", "image_size", "seconds")
+              "specificity", "n_train", "n_val", "n_test", "backbone", "image_size", "seconds")
 
 
 def write_tables(records: list[dict[str, Any]], output_dir: Path) -> list[dict[str, Any]]:
@@ -399,9 +473,9 @@ def write_tables(records: list[dict[str, Any]], output_dir: Path) -> list[dict[s
     ])
     first = records[0]
     plot_label_fraction_curves(
-        records,
+        [r for r in records if r["mode"] != "knn"],
         output_dir / "auc_vs_label_fraction.png",
-        title=f"{first.get('backbone', '')} {first.get('image_size', '')} px: test AUC vs labels",
+        title=f"{first.get('image_size', '')} px: test AUC vs labels",
     )
     return rows
 
@@ -441,8 +515,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         (s, m, f, d)
         for s in args.strategies
         for m in args.modes
-        for f in args.fractions
-        for d in range(args.draws)
+        for f in (args.fractions if m != "knn" else [100.0])
+        for d in range(draws_of(f, args) if m != "knn" else 1)
     ]
     done = {
         key: output_dir / "runs" / run_name(*key) / "record.json"
@@ -454,31 +528,39 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         planned = {str(p) for p in done.values()}
         for path in sorted((output_dir / "runs").glob("*/record.json")):
             rec = json.loads(path.read_text())
-            if str(path) not in planned and (rec.get("backbone"), rec.get("image_size")) == (
-                args.backbone, args.image_size
-            ):
+            if str(path) not in planned and rec.get("image_size") == args.image_size:
                 records.append(rec)
     records.sort(key=_table_order)  # kept in table order from here on
     todo = [key for key in plan if key not in done]
     logger.info(f"{len(plan)} runs planned, {len(done)} already finished, {len(todo)} to run")
-    sources: dict[str, str] = {"scratch": ""}
+    sources: dict[str, str] = {"scratch": "", "scratch_vit": ""}
     if "imagenet" in args.strategies:
         sources["imagenet"] = str(args.imagenet_weights)
-    for method in ("simclr", "moco"):
+    for method in PRETRAIN_BUNDLES:
         if method in args.strategies and any(key[0] == method for key in todo):
             sources[method] = str(pretrain(method, args, device))
     bar = tqdm(total=len(plan), initial=len(done), desc="transfer runs", unit="run", file=sys.stdout, dynamic_ncols=True)
-    for strategy, mode, fraction, draw in todo:
-        bar.set_postfix_str(run_name(strategy, mode, fraction, draw))
-        rec = transfer_run(strategy, mode, fraction, draw, sources[strategy], args, device)
+
+    def finished(rec: dict[str, Any]) -> None:
         bisect.insort(records, rec, key=_table_order)
         bar.update(1)
         logger.info(
-            f"[{bar.n}/{len(plan)}] {run_name(strategy, mode, fraction, draw)}: test AUC {rec['auc']:.4f} "
-            f"[{rec['ci_low']:.4f}, {rec['ci_high']:.4f}] ({rec['n_train']} labelled images, {rec['epochs']} epochs, "
+            f"[{bar.n}/{len(plan)}] {run_name(rec['strategy'], rec['mode'], rec['fraction_pct'], rec['draw'])}: test "
+            f"AUC {rec['auc']:.4f} [{rec['ci_low']:.4f}, {rec['ci_high']:.4f}] ({rec['n_train']} labelled images, "
             f"{rec['seconds']:.0f} s)"
         )
         write_tables(records, output_dir)  # after every run, so an interrupted study keeps its tables
+
+    for strategy in args.strategies:
+        frozen = [(m, f, d) for s, m, f, d in todo if s == strategy and m != "finetune"]
+        if frozen:
+            bar.set_postfix_str(f"{strategy} linear/knn")
+            for rec in frozen_runs(strategy, sources[strategy], frozen, args, device):
+                finished(rec)
+    for strategy, mode, fraction, draw in todo:
+        if mode == "finetune":
+            bar.set_postfix_str(run_name(strategy, mode, fraction, draw))
+            finished(transfer_run(strategy, mode, fraction, draw, sources[strategy], args, device))
     bar.close()
     if records and not todo:  # nothing ran: the tables of the finished runs (else the loop has just written them)
         write_tables(records, output_dir)

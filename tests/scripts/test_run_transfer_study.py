@@ -44,6 +44,7 @@ def test_tiny_study_table_plot_and_resume(study, kermany_dir, tmp_path, monkeypa
     assert {(r["strategy"], r["mode"], r["fraction"]) for r in records} == {
         (s, m, f) for s in ("scratch", "moco") for m in ("linear", "finetune") for f in (1.0, 0.5)
     }
+    assert all(r["probe_c"] > 0 for r in records if r["mode"] == "linear")  # the logistic probe, C from validation
     for r in records:
         assert 0.0 <= r["ci_low"] <= r["auc"] <= r["ci_high"] <= 1.0, r
         assert r["n_test"] == 32 and r["draw"] == 0
@@ -69,6 +70,7 @@ def test_tiny_study_table_plot_and_resume(study, kermany_dir, tmp_path, monkeypa
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(study, "transfer_run", must_not_run)
+    monkeypatch.setattr(study, "frozen_runs", must_not_run)
     again = study.main(argv)
     assert sorted(json.dumps(r, sort_keys=True) for r in again) == sorted(json.dumps(r, sort_keys=True) for r in records)
     # a narrower plan reports only its runs, unless --include_finished adds the folder's other finished runs
@@ -77,24 +79,29 @@ def test_tiny_study_table_plot_and_resume(study, kermany_dir, tmp_path, monkeypa
     assert len(json.loads((out / "results.json").read_text())) == 8
 
 
-@pytest.mark.parametrize(
-    "n_train, expected",
-    [
-        (4693, (1, 1)),  # 100 %: the asked-for epoch, validated at its end
-        (469, (3, 1)),  # 10 %: 14 steps/epoch -> 3 epochs for 40 steps, each validated
-        (47, (40, 20)),  # 1 %: one (drop_last) step per epoch -> 40 epochs, two validations
-        (5, (40, 20)),  # fewer images than a batch: one step per epoch
-    ],
-)
-def test_schedule_reaches_min_steps(study, n_train, expected):
-    args = study.parse_args(["--epochs", "1", "--min_steps", "40", "--val_checks", "2", "--batch_size", "32"])
-    assert study.schedule(n_train, 1, args) == expected
+def test_knn_and_small_fraction_draws(study, kermany_dir, tmp_path):
+    """kNN runs once per strategy at 100 %; fractions <= 1 % get --small_fraction_draws draws."""
+    out = tmp_path / "study"
+    records = study.main([
+        "--dataset_dir", str(kermany_dir), "--output_dir", str(out), "--strategies", "scratch", "--modes", "linear",
+        "knn", "--fractions", "100", "1", "--draws", "1", "--small_fraction_draws", "2", "--backbone", "resnet18",
+        "--image_size", "32", "--max_images", "200", "--n_bootstrap", "50", "--device", "cpu", "--no_progress",
+    ])  # fmt: skip
+    assert sorted((r["mode"], r["fraction_pct"], r["draw"]) for r in records) == [
+        ("knn", 100.0, 0), ("linear", 1.0, 0), ("linear", 1.0, 1), ("linear", 100.0, 0)
+    ]
+    for r in records:
+        assert 0.0 <= r["ci_low"] <= r["auc"] <= r["ci_high"] <= 1.0 and r["n_test"] == 200, r
 
 
 def test_args_defaults_and_imagenet_needs_a_file(study):
     args = study.parse_args([])
     assert args.strategies == ["scratch", "simclr", "moco"] and args.fractions == [100.0, 10.0, 1.0]
-    assert args.draws == 3 and args.modes == ["linear", "finetune"]
+    assert args.draws == 3 and args.small_fraction_draws == 3 and args.modes == ["linear", "finetune"]
+    preset = study.parse_args(["--preset", "cpu_study", "--epochs", "5"])
+    assert preset.backbone == "resnet18" and preset.image_size == 64 and preset.epochs == 5
+    assert preset.small_fraction_draws == 5 and preset.pretrain_overlay == "cpu_study.json"
+    assert preset.strategies == ["scratch", "simclr", "moco", "scratch_vit", "moco_vit"]
     assert study.parse_args(["--imagenet_weights", "w.pth"]).strategies == ["scratch", "imagenet", "simclr", "moco"]
     quick = study.parse_args(["--quick", "--image_size", "48"])
     assert quick.image_size == 48 and quick.backbone == "resnet18" and quick.max_images == 96
