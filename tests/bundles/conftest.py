@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = REPO_ROOT / "bundles"
@@ -105,6 +106,32 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def cxr_classifier_checkpoint(ckpt: Path, overrides: dict[str, Any]) -> tuple[ConfigParser, torch.nn.Module]:
+    """``bundles/cxr_classifier``'s ``inference.json`` network, BatchNorm statistics moved off their defaults, saved as
+    ``{"model": state_dict}`` to ``ckpt`` (the layout training writes), for the export tests.
+
+    Args:
+        ckpt: checkpoint file to write (its folder is created).
+        overrides: config ids to override (e.g. a small ``backbone``).
+
+    Returns:
+        the parser (inference.json + metadata.json + overrides) and the eager network in eval mode.
+    """
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / "cxr_classifier" / "inference.json"))
+    parser.read_meta(str(BUNDLES_DIR / "cxr_classifier" / "metadata.json"))
+    parser.update(overrides)
+    torch.manual_seed(0)
+    eager = parser.get_parsed_content("network_def")
+    eager.train()
+    with torch.no_grad():
+        eager(torch.rand(4, 1, 64, 64) * 2)  # move the BatchNorm running statistics away from their defaults
+    eager.eval()
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": eager.state_dict()}, ckpt)
+    return parser, eager
+
+
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in the TensorBoard event files under ``log_dir``: tag -> [(step, value), ...]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -143,13 +170,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def bundles() -> SimpleNamespace:
-    """The harness functions: ``command``, ``run``, ``tiny_overrides``, ``load_checkpoint``, ``tensorboard_scalars``
+    """The harness functions: ``command``, ``run``, ``tiny_overrides``, ``load_checkpoint``,
+    ``cxr_classifier_checkpoint``, ``tensorboard_scalars``
     and the paths ``root`` (repository) and ``dir`` (``bundles/``)."""
     return SimpleNamespace(
         command=bundle_command,
         run=run_bundle_command,
         tiny_overrides=tiny_overrides,
         load_checkpoint=load_checkpoint,
+        cxr_classifier_checkpoint=cxr_classifier_checkpoint,
         tensorboard_scalars=tensorboard_scalars,
         root=REPO_ROOT,
         dir=BUNDLES_DIR,

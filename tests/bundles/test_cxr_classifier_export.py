@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pydicom
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai.data import load_net_with_metadata
 
 from monai_moco.transforms import LoadXRay
 
 BUNDLE = "bundles/cxr_classifier"
 OVERRIDES = {"backbone": "resnet18", "device": "cpu"}  # resnet50 is the default recipe; 18 keeps the test CPU-sized
-
-
-def _parser(root: Path) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(str(root / BUNDLE / "inference.json"))
-    parser.read_meta(str(root / BUNDLE / "metadata.json"))
-    parser.update(OVERRIDES)
-    return parser
 
 
 def _cli(bundles, command: str, *args: str) -> list[str]:
@@ -37,16 +27,8 @@ def _cli(bundles, command: str, *args: str) -> list[str]:
 
 
 def test_verify_export_and_deploy(bundles, tmp_path, dicom_mono1, dicom_mono2_jpeg):
-    parser = _parser(bundles.root)
-    torch.manual_seed(0)
-    eager = parser.get_parsed_content("network_def")
-    eager.train()
-    with torch.no_grad():
-        eager(torch.rand(4, 1, 64, 64) * 2)  # move the BatchNorm running statistics away from their defaults
-    eager.eval()
     ckpt = tmp_path / "models" / "model.pt"
-    ckpt.parent.mkdir()
-    torch.save({"model": eager.state_dict()}, ckpt)
+    parser, eager = bundles.cxr_classifier_checkpoint(ckpt, OVERRIDES)
 
     # offline bundle checks, exactly as documented
     bundles.run(_cli(bundles, "verify_net_in_out", "--device", "cpu"))

@@ -17,8 +17,6 @@ onnx = pytest.importorskip("onnx", reason="ONNX export needs the `onnx` extra: p
 ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the `onnx` extra: pip install -e '.[onnx]'")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs the `onnx` extra: pip install -e '.[onnx]'")
 
-from monai.bundle import ConfigParser  # noqa: E402
-
 from monai_moco.transforms import LoadXRay  # noqa: E402
 
 BUNDLE = "bundles/cxr_classifier"
@@ -38,19 +36,8 @@ def _kermany_images(kermany_dir: Path, per_class: int) -> list[Path]:
 
 @pytest.mark.slow
 def test_onnx_export_dynamic_batch_parity_and_deploy(bundles, tmp_path, kermany_dir, dicom_mono1, dicom_mono2_jpeg):
-    parser = ConfigParser()
-    parser.read_config(str(bundles.root / BUNDLE / "inference.json"))
-    parser.read_meta(str(bundles.root / BUNDLE / "metadata.json"))
-    parser.update(OVERRIDES)
-    torch.manual_seed(0)
-    eager = parser.get_parsed_content("network_def")
-    eager.train()
-    with torch.no_grad():
-        eager(torch.rand(4, 1, 64, 64) * 2)  # move the BatchNorm running statistics away from their defaults
-    eager.eval()
     ckpt = tmp_path / "models" / "model.pt"
-    ckpt.parent.mkdir()
-    torch.save({"model": eager.state_dict()}, ckpt)
+    parser, eager = bundles.cxr_classifier_checkpoint(ckpt, OVERRIDES)
     size = parser.get_parsed_content("image_size")
 
     model_onnx = tmp_path / "models" / "model.onnx"
