@@ -132,6 +132,35 @@ def cxr_classifier_checkpoint(ckpt: Path, overrides: dict[str, Any]) -> tuple[Co
     return parser, eager
 
 
+def run_deploy_app(work_dir: Path, dicoms: Sequence[Path], *args: str) -> dict[Path, dict[str, Any]]:
+    """Run the MONAI Deploy app in-process on copies of ``dicoms`` (``work_dir/dicom`` -> ``work_dir/out``); skipped
+    without the SDK.
+
+    Args:
+        work_dir: an empty folder.
+        dicoms: DICOM files.
+        args: more command-line arguments, at least ``-m <model>``.
+
+    Returns:
+        each of ``dicoms`` -> its ``<SOPInstanceUID>.json``.
+    """
+    pytest.importorskip("monai.deploy.core", reason="the deploy half needs monai-deploy-app-sdk (extra 'deploy')")
+    import pydicom
+
+    from monai_moco.deploy.__main__ import main
+
+    folder, out = work_dir / "dicom", work_dir / "out"
+    folder.mkdir()
+    for src in dicoms:
+        (folder / src.name).write_bytes(src.read_bytes())
+    assert main(["-i", str(folder), "-o", str(out), *args]) == 0
+    results = {}
+    for src in dicoms:
+        uid = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
+        results[src] = json.loads((out / f"{uid}.json").read_text())
+    return results
+
+
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in the TensorBoard event files under ``log_dir``: tag -> [(step, value), ...]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -171,7 +200,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def bundles() -> SimpleNamespace:
     """The harness functions: ``command``, ``run``, ``tiny_overrides``, ``load_checkpoint``,
-    ``cxr_classifier_checkpoint``, ``tensorboard_scalars``
+    ``cxr_classifier_checkpoint``, ``run_deploy_app``, ``tensorboard_scalars``
     and the paths ``root`` (repository) and ``dir`` (``bundles/``)."""
     return SimpleNamespace(
         command=bundle_command,
@@ -179,6 +208,7 @@ def bundles() -> SimpleNamespace:
         tiny_overrides=tiny_overrides,
         load_checkpoint=load_checkpoint,
         cxr_classifier_checkpoint=cxr_classifier_checkpoint,
+        run_deploy_app=run_deploy_app,
         tensorboard_scalars=tensorboard_scalars,
         root=REPO_ROOT,
         dir=BUNDLES_DIR,

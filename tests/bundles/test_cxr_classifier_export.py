@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pydicom
-import pytest
 import torch
 from monai.data import load_net_with_metadata
 
@@ -57,18 +55,8 @@ def test_verify_export_and_deploy(bundles, tmp_path, dicom_mono1, dicom_mono2_jp
         torch.testing.assert_close(net(x), eager(x), rtol=1e-5, atol=1e-5)
 
     # the MONAI Deploy app on that model.ts
-    pytest.importorskip("monai.deploy.core", reason="the deploy half needs monai-deploy-app-sdk (extra 'deploy')")
-    from monai_moco.deploy.__main__ import main
-
-    folder = tmp_path / "dicom"
-    folder.mkdir()
-    for src in (dicom_mono1, dicom_mono2_jpeg):
-        (folder / src.name).write_bytes(src.read_bytes())
-    out = tmp_path / "out"
-    assert main(["-i", str(folder), "-o", str(out), "-m", str(model_ts.parent)]) == 0
-    for src in (dicom_mono1, dicom_mono2_jpeg):
-        uid = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
-        result = json.loads((out / f"{uid}.json").read_text())
+    results = bundles.run_deploy_app(tmp_path, (dicom_mono1, dicom_mono2_jpeg), "-m", str(model_ts.parent))
+    for src, result in results.items():
         assert result["model"]["name"] == "cxr_classifier" and result["model"]["version"] == meta["version"]
         with torch.no_grad():
             expected = torch.softmax(eager(LoadXRay(spatial_size=size)(str(src)).as_tensor()[None]), 1)[0]

@@ -5,11 +5,9 @@ equals the PyTorch network within 1e-4 on batches of real Kermany radiographs, a
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
-import pydicom
 import pytest
 import torch
 
@@ -65,18 +63,9 @@ def test_onnx_export_dynamic_batch_parity_and_deploy(bundles, tmp_path, kermany_
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
     # the MONAI Deploy app on model.onnx: the same probabilities as the PyTorch network, no heat-map and why
-    pytest.importorskip("monai.deploy.core", reason="the deploy half needs monai-deploy-app-sdk (extra 'deploy')")
-    from monai_moco.deploy.__main__ import main
-
-    folder = tmp_path / "dicom"
-    folder.mkdir()
-    for src in (dicom_mono1, dicom_mono2_jpeg):
-        (folder / src.name).write_bytes(src.read_bytes())
-    out = tmp_path / "out"
-    assert main(["-i", str(folder), "-o", str(out), "-m", str(model_onnx), "--class-names", "normal", "pneumonia"]) == 0
-    for src in (dicom_mono1, dicom_mono2_jpeg):
-        uid = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
-        result = json.loads((out / f"{uid}.json").read_text())
+    results = bundles.run_deploy_app(tmp_path, (dicom_mono1, dicom_mono2_jpeg), "-m", str(model_onnx),
+                                     "--class-names", "normal", "pneumonia")
+    for src, result in results.items():
         with torch.no_grad():
             expected = torch.softmax(eager(LoadXRay(spatial_size=size)(str(src)).as_tensor()[None]), 1)[0]
         assert list(result["probabilities"]) == ["normal", "pneumonia"]
@@ -84,4 +73,4 @@ def test_onnx_export_dynamic_batch_parity_and_deploy(bundles, tmp_path, kermany_
         assert result["predicted_class"] == ["normal", "pneumonia"][int(expected.argmax())]
         assert result["model"]["file"] == "model.onnx" and result["image"]["model_input_size"] == [size, size]
         assert result["heatmap"]["file"] is None and "onnxruntime" in result["heatmap"]["reason"]
-        assert (out / result["sr"]["file"]).is_file()
+        assert (tmp_path / "out" / result["sr"]["file"]).is_file()
