@@ -76,18 +76,30 @@ class ProjectionHead(nn.Module):
 class MoCoV2ProjectionHead(ProjectionHead):
     """MoCo-v2's two-layer MLP head: ``Linear -> ReLU -> Linear`` (Chen et al. 2020, "Improved Baselines").
 
+    With ``batch_norm=True`` both linear layers are followed by ``BatchNorm1d`` (as in MoCo v3, Chen, Xie, He, ICCV
+    2021, and SimCLR-v2). The normalised output cannot drift towards one direction shared by every image: on
+    homogeneous data such as chest radiographs the plain head can collapse that way (every key nearly the same, the
+    queue told apart from the batch only by its age), which the batch-normalised head prevents.
+
     Args:
         in_features: backbone feature size (2048 for ResNet-50, 512 for ResNet-18).
         hidden_features: hidden layer size.
         out_features: embedding size.
+        batch_norm: ``BatchNorm1d`` after each linear layer.
 
     Example::
 
         head = MoCoV2ProjectionHead(512, 512, 128)
+        head_bn = MoCoV2ProjectionHead(512, 512, 128, batch_norm=True)
     """
 
-    def __init__(self, in_features: int = 2048, hidden_features: int = 2048, out_features: int = 128) -> None:
-        super().__init__([(in_features, hidden_features, None, nn.ReLU()), (hidden_features, out_features, None, None)])
+    def __init__(
+        self, in_features: int = 2048, hidden_features: int = 2048, out_features: int = 128, batch_norm: bool = False
+    ) -> None:
+        super().__init__([
+            (in_features, hidden_features, nn.BatchNorm1d(hidden_features) if batch_norm else None, nn.ReLU()),
+            (hidden_features, out_features, nn.BatchNorm1d(out_features) if batch_norm else None, None),
+        ])
 
 
 class SimCLRProjectionHead(ProjectionHead):
