@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import torch
+from dicom_helpers import copy_with  # noqa: F401  (re-exported for the deploy tests)
 from torch import nn
 
 from monai_moco.networks.blocks import TopKPatchHead
@@ -68,30 +69,6 @@ def save_scripted(model: nn.Module, path: Path, meta: dict | None = None, config
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra)
     return path
-
-
-def copy_with(src: Path, dst: Path, drop: tuple[str, ...] = (), pixels: np.ndarray | None = None, **tags) -> Path:
-    """Copy a DICOM deleting the ``drop`` attributes and changing tags (written without value validation so a
-    hostile UID can be crafted); ``pixels`` replaces the image by an uncompressed 16-bit array."""
-    ds = pydicom.dcmread(src)
-    if pixels is not None:
-        ds.decompress()
-        ds.PixelData, (ds.Rows, ds.Columns) = np.ascontiguousarray(pixels, np.uint16).tobytes(), pixels.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    for keyword in drop:
-        delattr(ds, keyword)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for key, value in tags.items():
-            setattr(ds, key, value)
-        if "SOPInstanceUID" in tags:
-            ds.file_meta.MediaStorageSOPInstanceUID = tags["SOPInstanceUID"]
-        pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
-        try:
-            ds.save_as(dst, enforce_file_format=True)
-        finally:
-            pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
-    return dst
 
 
 def monochrome2_twin(mono1: Path, dst: Path) -> Path:

@@ -6,7 +6,6 @@ The robustness sweep reads every file of pydicom's and pydicom-data's test folde
 
 from __future__ import annotations
 
-import copy
 import struct
 import warnings
 import zlib
@@ -16,6 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_helpers import copy_with
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, LoadImaged
 from PIL import Image
@@ -80,29 +80,11 @@ def test_reader_refuses_several_files(dicom_mono1: Path, dicom_mono2_jpeg: Path)
 
 # ------------------------------------------------------------------------------------------- degenerate images
 @pytest.fixture(scope="module")
-def small_chest(shared_data: Path) -> pydicom.Dataset:
+def small_chest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The MONOCHROME1 CR chest subsampled to 245 x 231, uncompressed (quick to write and decode)."""
-    ds = pydicom.dcmread(shared_data / "cxr_dicom" / "RG1_UNCR.dcm")
-    small = np.ascontiguousarray(ds.pixel_array[::8, ::8])
-    ds.PixelData, (ds.Rows, ds.Columns) = small.tobytes(), small.shape
-    return ds
-
-
-def _save(ds: pydicom.Dataset, path: Path, **tags: object) -> Path:
-    ds = copy.deepcopy(ds)
-    pixels = tags.pop("pixels", None)
-    if pixels is not None:
-        ds.PixelData, (ds.Rows, ds.Columns) = np.ascontiguousarray(pixels, np.uint16).tobytes(), pixels.shape
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for key, value in tags.items():
-            setattr(ds, key, value)
-        pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
-        try:
-            ds.save_as(path, enforce_file_format=True)
-        finally:
-            pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
-    return path
+    src = shared_data / "cxr_dicom" / "RG1_UNCR.dcm"
+    pixels = pydicom.dcmread(src).pixel_array[::8, ::8]
+    return copy_with(src, tmp_path_factory.mktemp("chest") / "small.dcm", pixels=pixels, BitsStored=15, HighBit=14)
 
 
 # (tags, reason refused by default, what allow_degenerate=True gives: "zeros" or an error that stays)
@@ -120,7 +102,7 @@ DEGENERATE = {
 @pytest.mark.parametrize("intensity", ["minmax", "none"])
 def test_degenerate_dicom_is_refused_with_the_reason(small_chest, tmp_path: Path, case: str, intensity: str) -> None:
     tags, reason, allowed = DEGENERATE[case]
-    path = _save(small_chest, tmp_path / f"{case}.dcm", **tags)
+    path = copy_with(small_chest, tmp_path / f"{case}.dcm", **tags)
     with pytest.raises(XRayReadError, match=reason) as info:
         LoadXRay(intensity=intensity)(path)
     assert str(path) in str(info.value)
