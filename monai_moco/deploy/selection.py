@@ -132,11 +132,10 @@ def _text(ds: Any, keyword: str) -> str:
 def _check_header(path: Path) -> SelectedInstance | SkippedFile:
     from pydicom.errors import InvalidDicomError
 
-    from monai_moco.transforms import XRayReadError
-    from monai_moco.transforms.io.array import _dcmread  # pydicom read that also reports truncated pixel data
+    from monai_moco.transforms.io import XRayReadError, read_dicom_dataset
 
     try:
-        ds = _dcmread(path, defer_size=1024)
+        ds = read_dicom_dataset(path, defer_size=1024)  # also reports encapsulated pixel data cut short
     except XRayReadError as err:
         if isinstance(err.__cause__, InvalidDicomError):
             return SkippedFile(path, "not a DICOM file (no DICM preamble / file meta header)")

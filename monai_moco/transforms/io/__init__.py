@@ -12,6 +12,7 @@ from monai_moco.transforms.io.array import (
     XRayImageReader,
     XRayReadError,
     check_xray_file,
+    read_dicom_dataset,
 )
 from monai_moco.transforms.io.dictionary import LoadXRayD, LoadXRayd, LoadXRayDict
 
@@ -28,4 +29,5 @@ __all__ = [
     "XRayImageReader",
     "XRayReadError",
     "check_xray_file",
+    "read_dicom_dataset",
 ]

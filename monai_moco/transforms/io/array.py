@@ -48,6 +48,7 @@ __all__ = [
     "XRayImageReader",
     "XRayReadError",
     "check_xray_file",
+    "read_dicom_dataset",
 ]
 
 #: VOI choices: ``auto`` = VOI LUT Sequence if present, else Window Center/Width, else none.
@@ -159,7 +160,25 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------- DICOM
-def _dcmread(path: Path, **kwargs: Any) -> Any:
+def read_dicom_dataset(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``pydicom.dcmread`` whose failures are :class:`XRayReadError` naming the file, including encapsulated pixel
+    data cut short (pydicom only warns and drops the element then).
+
+    Args:
+        path: the DICOM file.
+        kwargs: passed to ``pydicom.dcmread`` (e.g. ``defer_size=1024`` or ``stop_before_pixels=True``).
+
+    Returns:
+        the pydicom ``FileDataset``.
+
+    Raises:
+        XRayReadError: for a file that is not DICOM Part 10, unreadable or truncated inside its pixel data; the cause
+            is chained (``InvalidDicomError`` for a non-DICOM file).
+
+    Example::
+
+        >>> ds = read_dicom_dataset("chest.dcm", stop_before_pixels=True)
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -310,7 +329,7 @@ def _read_dicom(
 ) -> tuple[np.ndarray, dict[str, Any], tuple[float, float] | None]:
     from pydicom.pixels import apply_voi
 
-    ds = _dcmread(path)
+    ds = read_dicom_dataset(path)
     photometric = _check_dicom_header(ds, path)
     _check_pixels(path, (ds.Rows, ds.Columns), limits)
     try:
@@ -683,7 +702,7 @@ def check_xray_file(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MA
 
 
 def _check_dicom_file(p: Path, limits: tuple[int, int | None]) -> None:
-    ds = _dcmread(p, defer_size=1024)
+    ds = read_dicom_dataset(p, defer_size=1024)
     _check_dicom_header(ds, p)
     _check_pixels(p, (ds.Rows, ds.Columns), limits)
     for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
