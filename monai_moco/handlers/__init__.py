@@ -1,5 +1,5 @@
 """Ignite handlers: atomic checkpoint saver, representation (kNN) monitor, patch heat-map writer, classification report,
-contrastive stats (the non-finite-loss guard is in the engines: ``monai_moco.engines.NonFiniteLossError``).
+run-duration estimate, contrastive stats (the non-finite-loss guard is in the engines: ``monai_moco.engines.NonFiniteLossError``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .mlflow_tracking import tracking_output_transform as tracking_output_transf
 from .representation_monitor import PROBES as PROBES
 from .representation_monitor import RepresentationMonitor as RepresentationMonitor
 from .representation_monitor import image_label_batch as image_label_batch
+from .run_estimate import RunEstimate as RunEstimate
 from .stats import CONTRASTIVE_STAT_KEYS as CONTRASTIVE_STAT_KEYS
 from .stats import contrastive_output_transform as contrastive_output_transform
 from .stats import contrastive_stats_handlers as contrastive_stats_handlers
