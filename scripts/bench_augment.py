@@ -2,7 +2,7 @@
 
 Prints one JSON line per (case, output size): input images per second, each image giving two augmented views. The
 cases (including lightly's ``MoCoV2Transform``, run when lightly from the ``bench`` extra is installed) live in
-``monai_moco.utils.augment_benchmark``, which ``scripts/bench_pretrain.py`` reuses beside the training step.
+``monai_moco.benchmark.augment``, which ``monai_moco.benchmark.pretrain`` reuses beside the training step.
 
 Example::
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from monai_moco.utils.augment_benchmark import CASES, augment_throughput, lightly_available, load_images
-from monai_moco.utils.benchmark import machine_info, print_json_line
+from monai_moco.benchmark.augment import CASES, augment_throughput, lightly_available, load_images
+from monai_moco.benchmark.timing import machine_info, print_json_line
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the ``scripts/bench_*.py`` benchmarks: interleaved timing with medians, FLOP counting, the
+"""Measuring tools of the benchmarks: interleaved timing with medians, FLOP counting, the
 machine's measured matrix-multiply peak, where a step's operator time goes, and JSON-line output.
 
 Benchmarks on a shared machine compare cases *side by side*: every repeat runs each case once, in a rotating order,

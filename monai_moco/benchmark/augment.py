@@ -1,5 +1,5 @@
 """Two-view augmentation throughput cases on real chest X-rays: the per-sample MONAI path, the batched tensor path and
-lightly's ``MoCoV2Transform``, for ``scripts/bench_augment.py`` and ``scripts/bench_pretrain.py``.
+lightly's ``MoCoV2Transform``, for ``scripts/bench_augment.py`` and :mod:`monai_moco.benchmark.pretrain`.
 
 Each case (SimCLR, Chen et al., ICML 2020; MoCo v2, Chen et al., 2020; MoCo-CXR, Sowrirajan et al., MIDL 2021 recipes
 as in ``monai_moco.transforms.ssl``) makes two augmented views of every image of a batch. A new case is one function

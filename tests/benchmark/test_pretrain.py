@@ -1,4 +1,5 @@
-"""Tests for scripts/bench_pretrain.py: its quickest run on a tiny case prints the documented JSON lines.
+"""Tests for monai_moco.benchmark.pretrain (scripts/bench_pretrain.py): its quickest run on a tiny case prints the
+documented JSON lines.
 
 With lightly (the ``bench`` extra) installed the run compares against lightly's reference; without it the same run
 goes ours-only (``--ours_only``), so the test runs in CI either way, and the script's refusal without lightly is
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from testing_helpers import load_module_from_path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_pretrain.py"
+from monai_moco.benchmark import pretrain
+
 STEP_KEYS = {"kind", "case", "dtype", "ours_img_s", "lightly_img_s", "ratio", "mfu", "gflops_per_image",
              "augment_img_s", "augment_headroom", "batch_size", "repeats"}  # fmt: skip
 TINY = ["--quick", "--backbones", "resnet18", "--sizes", "32", "--batch_size", "4", "--repeats", "1", "--steps", "1",
@@ -25,9 +26,8 @@ TINY = ["--quick", "--backbones", "resnet18", "--sizes", "32", "--batch_size", "
 
 @pytest.fixture(scope="module")
 def bench():
-    module = load_module_from_path(SCRIPT)
     threads = torch.get_num_threads()
-    yield module
+    yield pretrain
     torch.set_num_threads(threads)
 
 
@@ -147,3 +147,13 @@ def test_several_runs_are_summarised_by_their_median_and_other_options_replace(b
     assert summary["float32"]["ratio"] == 1.3 and summary["float32"]["runs"] == 1 and summary["fast"]["runs"] == 3
     png = bench.plot_ratios(runs, tmp_path / "runs.png")  # whiskers from the runs
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_script_reprints_the_stored_benchmark_table():
+    """``scripts/bench_pretrain.py`` is a thin command line over this module; docs/benchmarks.md's table comes from it."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "scripts/bench_pretrain.py", "--table", "docs/figures/bench_pretrain.jsonl"],
+                         cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert "| moco_convstem_vit_tiny_128 | 16 | 5 x 3 |" in out and "2.38x (2.20-2.56)" in out

@@ -1,4 +1,4 @@
-"""Tests for monai_moco.utils.benchmark (interleaved timing, paired ratios, FLOP counting, op profile, JSON lines)."""
+"""Tests for monai_moco.benchmark.timing (interleaved timing, paired ratios, FLOP counting, op profile, JSON lines)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from monai_moco.utils.benchmark import (
+from monai_moco.benchmark.timing import (
     count_flops,
     cpu_model,
     machine_info,
@@ -106,7 +106,7 @@ def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
 
     monkeypatch.setattr(torch, "mm", fake_mm)
     monkeypatch.setattr(torch.nn.functional, "conv2d", fake_conv)
-    monkeypatch.setattr("monai_moco.utils.benchmark.time.perf_counter", lambda: clock["now"])
+    monkeypatch.setattr("monai_moco.benchmark.timing.time.perf_counter", lambda: clock["now"])
     peak = matmul_peak_flops(torch.float32, size=1024, repeats=3, max_seconds=2.0)
     assert sizes == [1024, 512, 256, 256, 256, 256]  # warm-ups until 3 x 0.5 s fit in 2 s, then 3 timed
     assert batches == [16, 8, 4, 4, 4, 4]  # halved down to size 256 (batch 4), which is timed even though it is slow

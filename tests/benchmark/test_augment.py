@@ -1,4 +1,4 @@
-"""Tests for monai_moco.utils.augment_benchmark: every case makes two views, the timing reports what it ran."""
+"""Tests for monai_moco.benchmark.augment: every case makes two views, the timing reports what it ran."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_moco.utils.augment_benchmark import CASES, augment_throughput, lightly_available, load_images
+from monai_moco.benchmark.augment import CASES, augment_throughput, lightly_available, load_images
 
 
 def test_load_images_reads_training_radiographs_in_unit_range(kermany_dir: Path):
