@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vit_backbone": "convstem_vit_tiny",
         "image_size": 64,
         "batch_size": 32,
-        "epochs": 3,
+        "epochs": 2,
         "min_steps": 200,
         "draws": 3,
         "small_fraction_draws": 5,
