@@ -1,9 +1,10 @@
-"""Benchmarks of the training step and the two-view augmentation, side by side with lightly (the ``bench`` extra).
+"""Benchmarks behind ``docs/benchmarks.md``: the training step and the two-view augmentation side by side with lightly
+(the ``bench`` extra), and the ViT stem comparison.
 
 ``timing`` holds the measuring tools (interleaved timing, paired ratios, FLOP counts, the machine's matmul peak,
-operator-time shares, JSON lines); ``augment`` the augmentation cases; ``pretrain`` the training-step benchmark behind
-``docs/benchmarks.md``. ``scripts/bench_pretrain.py`` and ``scripts/bench_augment.py`` are their command lines.
-lightly is imported only when a lightly case runs, so the package imports without it.
+operator-time shares, JSON lines); ``augment`` the augmentation cases; ``pretrain`` the training-step benchmark;
+``vit_stems`` the patchify vs conv-stem vs top-K comparison. ``scripts/bench_pretrain.py``, ``bench_augment.py`` and
+``compare_vit_stems.py`` are their command lines. lightly is imported only when a lightly case runs.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-#!/usr/bin/env python
 """Patchify ViT vs ConvStemViT vs ConvStemViT + top-K patch head, pretrained by MoCo-v2 on the same small budget.
 
-The evidence behind the project's two ideas (issue 4 item 5). Every arm is pretrained with MoCo-v2 (He et al.,
-CVPR 2020; Chen et al., arXiv:2003.04297) on the same unlabeled Kermany training images, the same number of steps,
-batch, image size, optimizer, learning-rate schedule, augmentation draws and seed:
+The evidence behind the project's two ideas; ``scripts/compare_vit_stems.py`` is its command line (``main``). Every
+arm is pretrained with MoCo-v2 (He et al., CVPR 2020; Chen et al., arXiv:2003.04297) on the same unlabeled Kermany
+training images, the same number of steps, batch, image size, optimizer, learning-rate schedule, augmentation draws
+and seed:
 
 * ``patchify_vit_tiny`` -- plain ViT-Tiny, patchify stem (Dosovitskiy et al., ICLR 2021), 12 blocks, CLS pooling;
 * ``convstem_vit_tiny`` -- ViT-Tiny with the convolutional stem of Xiao et al. ("Early Convolutions Help

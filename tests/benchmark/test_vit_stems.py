@@ -1,4 +1,4 @@
-"""Tests for scripts/compare_vit_stems.py: a --quick run on real Kermany images, determinism, the stability stats."""
+"""Tests for monai_moco.benchmark.vit_stems (scripts/compare_vit_stems.py): a --quick run on real Kermany images, determinism, the stability stats."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from testing_helpers import load_module_from_path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_vit_stems.py"
+from monai_moco.benchmark import vit_stems
+
 ARMS = ["patchify_vit_tiny", "convstem_vit_tiny", "convstem_vit_tiny_topk"]
 
 
 @pytest.fixture(scope="module")
 def compare():
-    return load_module_from_path(SCRIPT)
+    return vit_stems
 
 
 @pytest.fixture(autouse=True)
