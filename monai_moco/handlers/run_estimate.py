@@ -18,7 +18,7 @@ __all__ = ["RunEstimate", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
-    """A duration in the two largest units that matter, e.g. ``"3 d 4 h"``, ``"12 min"``, ``"45 s"``.
+    """A duration in the two largest units that matter, e.g. ``"3 d 4 h"``, ``"12 min"``, ``"45 s"``, ``"0.4 s"``.
 
     Args:
         seconds: the duration.
@@ -30,7 +30,9 @@ def format_duration(seconds: float) -> str:
 
         format_duration(3 * 86400 + 4 * 3600 + 60)  # "3 d 4 h"
     """
-    s = max(0, round(seconds))
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    s = round(seconds)
     days, rest = divmod(s, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

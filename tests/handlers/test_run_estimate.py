@@ -14,7 +14,7 @@ from monai_moco.handlers.run_estimate import format_duration
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0.4, "0 s"), (45, "45 s"), (125, "2 min 5 s"), (720, "12 min"), (3 * 3600 + 60 * 5, "3 h 5 min"),
+    [(0.04, "0.0 s"), (0.4, "0.4 s"), (9.96, "10 s"), (45, "45 s"), (125, "2 min 5 s"), (720, "12 min"), (3 * 3600 + 60 * 5, "3 h 5 min"),
      (3 * 86400 + 4 * 3600 + 59, "3 d 4 h")],
 )
 def test_format_duration(seconds: float, text: str) -> None:
@@ -55,7 +55,7 @@ def test_says_no_gpu_then_times_the_first_iterations_and_points_to_the_lighter_r
 
 def test_a_short_run_is_not_sent_elsewhere(monkeypatch) -> None:
     messages = _run(RunEstimate(iterations=1, lighter="add cpu.json"), [0.5], monkeypatch)
-    assert len(messages) == 2 and "shorter run" not in messages[1] and "about 5 s" in messages[1]
+    assert len(messages) == 2 and "shorter run" not in messages[1] and "about 5.0 s" in messages[1]
 
 
 def test_iterations_must_be_positive() -> None:
