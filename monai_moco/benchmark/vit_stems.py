@@ -132,7 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="reuse the records of --output_dir/results.json made with the same options (e.g. to add "
                    "seeds); the others are trained")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0: torch's default); 1 is about 2x faster on oversubscribed cores")
+                   help="torch intra-op threads (0: torch's default); 1 is faster on oversubscribed cores")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     quick = {"image_size": 32, "num_layers": 2, "batch_size": 16, "max_images": 64, "probe_images": 64,
