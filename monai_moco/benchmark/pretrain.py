@@ -558,8 +558,8 @@ def markdown_table(lines: Sequence[dict[str, Any]]) -> str:
         elif d.get("kind") == "profile":
             shares = ", ".join(f"{k} {v:.0%}" for k, v in d["shares"].items())
             compiled = ", compiled" if d.get("compile") else ""
-            out.append(f"\nprofile of {d['case']}, {d['runner']} ({d['dtype']}{compiled}; operators {d['op_ms']:.0f} of "
-                       f"{d['wall_ms']:.0f} ms wall): {shares}")
+            out.append(f"\nprofile of {d['case']}, {d['runner']} ({d['dtype']}{compiled}; operators "
+                       f"{d['op_ms'] / 1e3:.3g} s of {d['wall_ms'] / 1e3:.3g} s wall): {shares}")
         elif d.get("kind") == "accuracy":
             fast = "fast path (compiled)" if d.get("compile") else "fast path"
             out.append(f"\n{d['case']} ({d['steps']} steps, batch {d['batch_size']}, {d['images']} real images): "
