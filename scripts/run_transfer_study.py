@@ -71,6 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_steps": 200,
         "draws": 3,
         "small_fraction_draws": 5,
+        "full_finetune_draws": 1,
+        "finetune_strategies": ["scratch", "simclr", "moco"],
         "pretrain_overlay": "cpu_study.json",
     },
 }
@@ -111,6 +113,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=None, help="random draws per fraction (default 3)")
     p.add_argument("--small_fraction_draws", type=int, default=None,
                    help="draws for fractions <= 1 %% (default --draws)")
+    p.add_argument("--full_finetune_draws", type=int, default=None,
+                   help="fine-tuning draws at 100 %% labels, where a draw changes only the seed (default --draws)")
+    p.add_argument("--finetune_strategies", nargs="+", default=None, choices=STRATEGIES,
+                   help="strategies that are also fine-tuned (default: all of --strategies)")
     p.add_argument("--modes", nargs="+", default=None, choices=MODES, help="default: linear finetune")
     p.add_argument("--backbone", default=None, help="build_backbone name (default resnet50; --quick resnet18)")
     p.add_argument("--vit_backbone", default=None, help="backbone of scratch_vit/moco_vit (default convstem_vit_tiny)")
@@ -150,7 +156,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "dataset_dir": "data/kermany", "strategies": None, "modes": ["linear", "finetune"], "backbone": "resnet50",
         "vit_backbone": "convstem_vit_tiny", "image_size": 224, "max_images": 0, "pretrain_epochs": None,
         "epochs": 20, "min_steps": 200, "draws": 3, "small_fraction_draws": None, "fractions": [100.0, 10.0, 1.0],
-        "batch_size": 32, "n_bootstrap": 1000, "pretrain_overlay": None,
+        "batch_size": 32, "n_bootstrap": 1000, "pretrain_overlay": None, "full_finetune_draws": None,
+        "finetune_strategies": None,
     }
     preset = PRESETS.get(args.preset or "", {})
     for key, value in defaults.items():
@@ -158,8 +165,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, key, preset.get(key, QUICK[key] if args.quick and key in QUICK else value))
     if args.small_fraction_draws is None:
         args.small_fraction_draws = args.draws
+    if args.full_finetune_draws is None:
+        args.full_finetune_draws = args.draws
     if args.strategies is None:
         args.strategies = ["scratch"] + (["imagenet"] if args.imagenet_weights else []) + ["simclr", "moco"]
+    if args.finetune_strategies is None:
+        args.finetune_strategies = list(args.strategies)
     if "imagenet" in args.strategies and not args.imagenet_weights:
         p.error("strategy 'imagenet' needs --imagenet_weights FILE (a local torchvision/timm state dict; no downloads)")
     bad = [f for f in args.fractions if not 0.0 < f <= 100.0]
@@ -181,9 +192,16 @@ def backbone_of(strategy: str, args: argparse.Namespace) -> str:
     return args.vit_backbone if strategy.endswith("_vit") else args.backbone
 
 
-def draws_of(fraction: float, args: argparse.Namespace) -> int:
-    """Draws of a label fraction (in %): ``--small_fraction_draws`` at 1 % and below, else ``--draws``."""
-    return args.small_fraction_draws if fraction <= 1.0 else args.draws
+def draws_of(fraction: float, mode: str, args: argparse.Namespace) -> int:
+    """Draws of a label fraction (in %) and mode: ``--small_fraction_draws`` at 1 % and below, kNN once,
+    ``--full_finetune_draws`` for fine-tuning at 100 %, else ``--draws``."""
+    if mode == "knn":
+        return 1
+    if fraction <= 1.0:
+        return args.small_fraction_draws
+    if mode == "finetune" and fraction >= 100.0:
+        return args.full_finetune_draws
+    return args.draws
 
 
 def run_bundle(config_files: Sequence[Path | str], **overrides: Any) -> None:
@@ -515,8 +533,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         (s, m, f, d)
         for s in args.strategies
         for m in args.modes
+        if m != "finetune" or s in args.finetune_strategies
         for f in (args.fractions if m != "knn" else [100.0])
-        for d in range(draws_of(f, args) if m != "knn" else 1)
+        for d in range(draws_of(f, m, args))
     ]
     done = {
         key: output_dir / "runs" / run_name(*key) / "record.json"
