@@ -44,15 +44,21 @@ JSON lines on stdout, with ``kind``:
   (``machine_info``, ``cpu_flags``: ``avx512_bf16``, ``amx_bf16``, ``amx_tile``; ``amp``);
   ``target_at_or_below_initial`` (also a warning on stderr) when the untrained network already scores the target.
 
+A target only decides when a runner stops, so one run with an unreachable target (``--target 1.01``) gives the
+time-to-target of every lower target: ``--from_lines`` re-summarises saved lines at ``--target`` without training
+(:func:`summary_from_lines`).
+
 Example::
 
     .venv/bin/python scripts/bench_time_to_accuracy.py --target 0.93 > runs/bench_tta.jsonl
+    .venv/bin/python scripts/bench_time_to_accuracy.py --from_lines runs/bench_tta.jsonl --target 0.97
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import tempfile
@@ -85,6 +91,7 @@ __all__ = [
     "main",
     "run_interleaved",
     "summarise",
+    "summary_from_lines",
 ]
 
 #: the bundle configs of the CPU study recipe, relative to the repository root
@@ -532,6 +539,52 @@ def summarise(results: dict[str, dict[str, Any]], target: float) -> dict[str, An
     return {"target": target, "runners": runners, "ratio": ratio, "target_at_or_below_initial": trivial}
 
 
+def summary_from_lines(lines: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The ``summary`` line a run with ``target`` would have printed, from the saved JSON lines of a longer run.
+
+    A target only decides when a runner stops (everything before is the same seeded run), so one run to
+    ``--max_epochs`` with an unreachable target gives the time-to-target of every lower target: each runner's
+    epochs are cut at the first that reaches ``target``. Fields of the saved ``summary`` line (recipe, host facts)
+    are kept; a runner that does not reach ``target`` keeps its saved ``stopped``.
+
+    Args:
+        lines: the parsed JSON lines of one run (``epoch`` lines and its ``summary`` line).
+        target: the kNN AUC target.
+
+    Returns:
+        The ``summary`` line (with ``"resummarised": True``).
+
+    Raises:
+        ValueError: when ``lines`` hold no ``epoch`` line.
+
+    Example::
+
+        lines = [json.loads(x) for x in open("runs/bench_tta.jsonl")]
+        summary_from_lines(lines, 0.97)["ratio"]
+    """
+    saved = next((d for d in reversed(lines) if d.get("kind") == "summary"), {})
+    results: dict[str, dict[str, Any]] = {}
+    for d in lines:
+        if d.get("kind") != "epoch":
+            continue
+        auc = float("nan") if d["knn_auc"] is None else float(d["knn_auc"])
+        saved_runner = saved.get("runners", {}).get(d["runner"], {})
+        result = results.setdefault(
+            d["runner"],
+            {"history": [], "initial_knn_auc": None, "stopped": saved_runner.get("stopped", "max_epochs"),
+             "dtype": saved_runner.get("dtype")},
+        )  # fmt: skip
+        if d["epoch"] == 0:
+            result["initial_knn_auc"] = auc
+        elif not any(a >= target for _, _, a in result["history"]):  # a live run stops at the target
+            result["history"].append((int(d["epoch"]), float(d["train_seconds"]), auc))
+            if auc >= target:
+                result["stopped"] = "target"
+    if not results:
+        raise ValueError("summary_from_lines: no 'epoch' lines (is this a bench_time_to_accuracy output?).")
+    return {**saved, "kind": "summary", **summarise(results, target), "resummarised": True}
+
+
 def make_scorer(parser: ConfigParser, k: int) -> Callable[[nn.Module], tuple[float, dict[str, float]]]:
     """The shared scoring: the bundle's monitor subset (decoded once) and ``RepresentationMonitor.compute``.
 
@@ -571,6 +624,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("max_images", "image_size", "batch_size", "monitor_images", "queue_size"):
         parser.add_argument(f"--{name}", type=int, help=f"override the bundle's {name} (tests, smaller runs)")
     parser.add_argument("--ours_only", action="store_true", help="run without lightly (its runner is left out)")
+    parser.add_argument(
+        "--from_lines", type=Path, help="print the summary of this saved run's JSON lines at --target and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -581,13 +637,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: command-line arguments (default ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0, or 2 when lightly is missing without ``--ours_only``.
+        The exit code: 0, or 2 when lightly is missing without ``--ours_only`` (not needed with ``--from_lines``).
 
     Example::
 
         main(["--max_images", "64", "--image_size", "32", "--batch_size", "16", "--max_epochs", "1"])
     """
     args = parse_args(argv)
+    if args.from_lines:
+        lines = [json.loads(x) for x in args.from_lines.read_text().splitlines() if x.startswith("{")]
+        print_json_line(summary_from_lines(lines, args.target))
+        return 0
     if not args.ours_only and not lightly_available():
         print(
             "bench_time_to_accuracy: lightly is not installed, so there is no reference to compare with. Install the "

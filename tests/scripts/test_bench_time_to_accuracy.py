@@ -90,6 +90,34 @@ def test_target_never_reached(needs_lightly, train_dir: Path, capsys):
     assert set(summary["cpu_flags"]) == set(tta.CPU_FLAGS) and summary["threads"] == 1 and summary["k"] == 20
 
 
+def test_from_lines_matches_a_run_stopped_at_the_target(tmp_path: Path):
+    """Re-summarising a long run at a lower target cuts each runner at its first epoch reaching it."""
+    lines = [
+        {"kind": "epoch", "runner": "ours", "epoch": 0, "train_seconds": 0.0, "knn_auc": 0.5},
+        {"kind": "epoch", "runner": "lightly", "epoch": 0, "train_seconds": 0.0, "knn_auc": 0.5},
+        {"kind": "epoch", "runner": "ours", "epoch": 1, "train_seconds": 10.0, "knn_auc": 0.8},
+        {"kind": "epoch", "runner": "lightly", "epoch": 1, "train_seconds": 15.0, "knn_auc": 0.7},
+        {"kind": "epoch", "runner": "lightly", "epoch": 2, "train_seconds": 30.0, "knn_auc": 0.85},
+        {"kind": "epoch", "runner": "ours", "epoch": 2, "train_seconds": 20.0, "knn_auc": 0.75},
+        {"kind": "summary", "target": 1.01, "ratio": None, "threads": 2, "amp": "bfloat16",
+         "runners": {"ours": {"stopped": "max_epochs", "dtype": "bfloat16"},
+                     "lightly": {"stopped": "max_epochs", "dtype": "float32"}}},
+    ]  # fmt: skip
+    summary = tta.summary_from_lines(lines, 0.8)
+    assert summary["kind"] == "summary" and summary["resummarised"] and summary["threads"] == 2
+    ours, ref = summary["runners"]["ours"], summary["runners"]["lightly"]
+    assert (ours["time_to_target"], ours["epochs"], ours["best_knn_auc"], ours["stopped"]) == (10.0, 1, 0.8, "target")
+    assert (ref["time_to_target"], ref["epochs"], ref["stopped"], ref["dtype"]) == (30.0, 2, "target", "float32")
+    assert summary["ratio"] == pytest.approx(3.0) and summary["target"] == 0.8
+    assert ours["initial_knn_auc"] == 0.5 and summary["target_at_or_below_initial"] is False
+    unreached = tta.summary_from_lines(lines, 0.9)
+    assert unreached["ratio"] is None and unreached["runners"]["ours"]["stopped"] == "max_epochs"
+
+    saved = tmp_path / "run.jsonl"
+    saved.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    assert tta.main(["--from_lines", str(saved), "--target", "0.8"]) == 0  # no lightly, no training needed
+
+
 def test_target_reached_at_epoch_one(needs_lightly, train_dir: Path, capsys):
     epochs, summary, err = _run(
         capsys, [*TINY, "--dataset_dir", str(train_dir), "--max_epochs", "2", "--target", "0.0"]
