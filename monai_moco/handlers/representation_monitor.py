@@ -30,6 +30,7 @@ from torch import nn
 from monai_moco.metrics.knn import knn_predict
 from monai_moco.metrics.probe import extract_features, image_label_batch, logistic_probe
 from monai_moco.metrics.representation import embedding_geometry
+from monai_moco.utils.dist import device_of
 
 __all__ = ["PROBES", "RepresentationMonitor", "image_label_batch"]
 
@@ -126,8 +127,8 @@ class RepresentationMonitor:
 
         Returns:
             validation ROC AUC in ``[0, 1]`` (``nan`` when the validation labels hold a single class); the geometry
-            of the validation projections (``network(images)``; the probe's features when ``network`` has no
-            ``embed`` or a ``feature_fn`` was given) is left in ``self.geometry``.
+            of the validation projections (``network(images)`` in training mode, as the loss sees them; the probe's
+            features when ``network`` has no ``embed`` or a ``feature_fn`` was given) is left in ``self.geometry``.
         """
         try:
             train_x, train_y = extract_features(network, self.train_loader, None, self.feature_fn, self.prepare_batch)
@@ -136,7 +137,7 @@ class RepresentationMonitor:
             raise ValueError(f"RepresentationMonitor: {err}") from err
         projections = val_x
         if self.feature_fn is None and callable(getattr(network, "embed", None)):  # the projection head's output
-            projections, _ = extract_features(network, self.val_loader, None, lambda n, x: n(x), self.prepare_batch)
+            projections = self._training_projections(network)
         self.geometry = embedding_geometry(projections) if projections.shape[0] >= 2 else {}
         num_classes = self.num_classes or max(2, int(max(train_y.max(), val_y.max())) + 1)
         if self.probe == "knn":
@@ -151,6 +152,27 @@ class RepresentationMonitor:
         present = np.unique(val_y)
         probs = probs[:, present] / np.clip(probs[:, present].sum(axis=1, keepdims=True), 1e-12, None)
         return float(roc_auc_score(val_y, probs, multi_class="ovr", average="macro", labels=present))
+
+    def _training_projections(self, network: nn.Module) -> torch.Tensor:
+        """``network(images)`` of the validation batches as the loss sees them: training mode (BatchNorm with batch
+        statistics; early in a run the running statistics are not yet meaningful), no gradient, and the network's
+        buffers and mode restored afterwards. Batches of one image are skipped (no batch statistics)."""
+        buffers = {name: b.clone() for name, b in network.named_buffers()}
+        was_training = network.training
+        device = device_of(network)
+        out = []
+        network.train()
+        try:
+            with torch.no_grad():
+                for batch in self.val_loader:
+                    images, _ = self.prepare_batch(batch)
+                    if len(images) > 1:
+                        out.append(network(torch.as_tensor(images).to(device)).flatten(1).float().cpu())
+        finally:
+            for name, b in network.named_buffers():
+                b.copy_(buffers[name])
+            network.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, 1)
 
     def __call__(self, engine: Engine) -> None:
         """Compute the probe AUC and store it in ``engine.state.metrics[key]``; log and write it to TensorBoard.

@@ -171,3 +171,26 @@ def test_geometry_of_projections_recorded_and_collapse_warned(kermany_loaders, c
     assert {t for t, _, _ in writer.scalars} >= set(geo)
     assert ("collapsing" in caplog.text) is collapsed, caplog.text
     assert (geo["embedding/mean_cosine"] > 0.99) is collapsed, geo
+
+
+def test_geometry_uses_training_mode_and_restores_buffers(kermany_loaders, caplog):
+    """A BatchNorm head whose running statistics are not yet meaningful maps every image to one point in eval mode;
+    the loss sees batch statistics, so the monitor measures in training mode (no false collapse) and leaves the
+    running statistics as they were."""
+    ref, val = kermany_loaders
+    network = _Pixels(0.0)
+    network.head = nn.BatchNorm1d(32)
+    with torch.no_grad():
+        network.head.running_var.fill_(1e8)
+        network.head.bias.fill_(1.0)
+    network.forward = lambda x: network.head(network.embed(x))  # type: ignore[method-assign]
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    monitor = RepresentationMonitor(ref, val, network=network)
+    with caplog.at_level("WARNING", logger="monai_moco.handlers.representation_monitor"):
+        monitor.compute(network)
+    assert monitor.geometry["mean_cosine"] < 0.9 and "collapsing" not in caplog.text, monitor.geometry
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+    network.eval()
+    with torch.no_grad():
+        z = network(next(iter(val))["image"])
+    assert torch.nn.functional.cosine_similarity(z[:1], z).min() > 0.99  # eval mode would have looked collapsed
