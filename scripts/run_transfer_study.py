@@ -489,11 +489,11 @@ def write_tables(records: list[dict[str, Any]], output_dir: Path) -> list[dict[s
         (output_dir / "summary.md", lambda p: p.write_text(markdown)),
         (output_dir / "results.json", json_writer(records)),
     ])
-    first = records[0]
+    backbones = ", ".join(dict.fromkeys(str(r.get("backbone", "")) for r in records))
     plot_label_fraction_curves(
         [r for r in records if r["mode"] != "knn"],
         output_dir / "auc_vs_label_fraction.png",
-        title=f"{first.get('image_size', '')} px: test AUC vs labels",
+        title=f"{records[0].get('image_size', '')} px, {backbones}: test AUC vs labels",
     )
     return rows
 

@@ -64,3 +64,9 @@ def test_readme_python_blocks_run_and_print_what_they_promise(shared_data: Path,
     printed = out.getvalue()
     for promise in (p for block in blocks for p in _promises(block)):
         assert promise in printed, f"README promises {promise!r}; the code printed:\n{printed}"
+
+
+def test_readme_is_a_short_guide():
+    """The README is a user's guide of at most 15,000 characters; results and history live in docs/."""
+    n = len(README.read_text())
+    assert n <= 15000, f"README.md has {n} characters; move detail to docs/ (limit 15,000)"

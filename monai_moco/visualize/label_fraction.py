@@ -26,6 +26,8 @@ STRATEGY_COLOURS: dict[str, str] = {
     "imagenet": "tab:blue",
     "simclr": "tab:green",
     "moco": "tab:red",
+    "scratch_vit": "tab:brown",
+    "moco_vit": "tab:purple",
 }
 _KEYS = ("strategy", "mode", "fraction")
 
@@ -132,13 +134,14 @@ def plot_label_fraction_curves(
     for ax, mode in zip(axes, modes, strict=True):
         strategies = [s for s in dict.fromkeys(r["strategy"] for r in rows if r["mode"] == mode)]
         for k, strategy in enumerate(strategies):
-            colour = STRATEGY_COLOURS.get(strategy, f"C{k + 4}")
+            colour = STRATEGY_COLOURS.get(strategy, f"C{(k + 4) % 7}")  # C7 is tab:gray, scratch's colour
             curve = sorted((r for r in rows if r["mode"] == mode and r["strategy"] == strategy),
                            key=lambda r: r["fraction"])
             x = np.asarray([r["fraction"] for r in curve])
             ax.fill_between(x, [r["ci_low"] for r in curve], [r["ci_high"] for r in curve], color=colour, alpha=0.15,
                             linewidth=0)
-            ax.plot(x, [r["mean"] for r in curve], "-o", color=colour, label=strategy, markersize=4)
+            style = "--o" if strategy.endswith("_vit") else "-o"  # a second backbone family: dashed
+            ax.plot(x, [r["mean"] for r in curve], style, color=colour, label=strategy, markersize=4)
             draws = [rec for rec in records if rec["mode"] == mode and rec["strategy"] == strategy]
             ax.plot([float(d["fraction"]) for d in draws], [float(d[metric]) for d in draws], ".", color=colour,
                     alpha=0.5, markersize=3)
