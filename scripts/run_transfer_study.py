@@ -71,7 +71,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_steps": 200,
         "draws": 3,
         "small_fraction_draws": 5,
-        "full_finetune_draws": 1,
         "finetune_strategies": ["scratch", "simclr", "moco"],
         "pretrain_overlay": "cpu_study.json",
     },
