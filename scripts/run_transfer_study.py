@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_steps": 200,
         "draws": 3,
         "small_fraction_draws": 5,
-        "finetune_strategies": ["scratch", "simclr", "moco"],
+        "finetune_strategies": ["scratch", "simclr", "moco", "scratch_vit", "moco_vit"],
         "pretrain_overlay": "cpu_study.json",
     },
 }
