@@ -54,3 +54,9 @@ def dicom_mono2_jpeg(shared_data: Path) -> Path:
     """CR chest PA, 1024x1024, 8-bit MONOCHROME2, JPEG baseline compressed."""
     folder = _require(shared_data / "cxr_dicom")
     return next(folder.glob("siim_*.dcm"))
+
+
+@pytest.fixture(scope="session")
+def lung_boxes_dir(shared_data: Path) -> Path:
+    """Adult chest radiographs with Right/Left Lung boxes: ``boxes_coco.json``, ``boxes.csv`` and ``images/``."""
+    return _require(shared_data / "cxr_lung_boxes" / "boxes_coco.json").parent

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .boxes import COCO_EXTRA_FIELDS, box_datalist_splits, coco_box_datalist
 from .datalists import (
     IMAGE_EXTENSIONS,
     SPLIT_FOLDER_NAMES,
@@ -26,10 +27,13 @@ from .transfer import train_test_datalists, transfer_datalists
 
 __all__ = [
     "CACHE_MODES",
+    "COCO_EXTRA_FIELDS",
     "IMAGE_EXTENSIONS",
     "SPLIT_FOLDER_NAMES",
     "UNCERTAIN_POLICIES",
+    "box_datalist_splits",
     "class_folder_datalist",
+    "coco_box_datalist",
     "csv_datalist",
     "datalist_from_splits",
     "find_images",
