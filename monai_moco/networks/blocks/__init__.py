@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .conv_stem import ConvStem as ConvStem
 from .conv_stem import PatchifyStem as PatchifyStem
+from .projection_head import LinearProjectionHead as LinearProjectionHead
 from .projection_head import MoCoV2ProjectionHead as MoCoV2ProjectionHead
 from .projection_head import ProjectionHead as ProjectionHead
 from .projection_head import SimCLRProjectionHead as SimCLRProjectionHead

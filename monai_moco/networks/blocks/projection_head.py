@@ -2,6 +2,7 @@
 
 Lightly-style composable head (:class:`ProjectionHead`, a list of ``Linear -> [norm] -> [activation]`` blocks) and the
 two standard instances: the MoCo-v2 MLP (Chen et al., "Improved Baselines with Momentum Contrastive Learning", 2020)
+the MoCo-v1 linear head (He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020)
 and the SimCLR head (Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020;
 BatchNorm variant of SimCLR-v2, "Big Self-Supervised Models are Strong Semi-Supervised Learners", NeurIPS 2020).
 """
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ProjectionHead", "MoCoV2ProjectionHead", "SimCLRProjectionHead"]
+__all__ = ["ProjectionHead", "LinearProjectionHead", "MoCoV2ProjectionHead", "SimCLRProjectionHead"]
 
 
 class ProjectionHead(nn.Module):
@@ -71,6 +72,30 @@ class ProjectionHead(nn.Module):
                 "(pool or flatten the backbone output first)."
             )
         return self.layers(x)
+
+
+class LinearProjectionHead(ProjectionHead):
+    """MoCo-v1's head: one ``Linear`` layer from the pooled backbone features to the embedding (He et al., CVPR 2020,
+    where the ResNet's ``fc`` layer outputs the 128-d embedding directly).
+
+    MoCo-v2 (Chen et al. 2020, "Improved Baselines") replaced it with a two-layer MLP
+    (:class:`MoCoV2ProjectionHead`); the linear head is kept for the v1-versus-v2 comparison. ``batch_norm=True``
+    adds a ``BatchNorm1d`` after the layer (bias-free then), the same guard against a collapsed key head that
+    ``MoCoV2ProjectionHead(batch_norm=True)`` gives the MLP, so both heads can be compared under one recipe.
+
+    Args:
+        in_features: backbone feature size (2048 for ResNet-50, 512 for ResNet-18).
+        out_features: embedding size (MoCo-v1: 128).
+        batch_norm: ``BatchNorm1d`` after the linear layer.
+
+    Example::
+
+        head = LinearProjectionHead(512, 128)
+        z = head(torch.randn(8, 512))  # 8 x 128
+    """
+
+    def __init__(self, in_features: int = 2048, out_features: int = 128, batch_norm: bool = False) -> None:
+        super().__init__([(in_features, out_features, nn.BatchNorm1d(out_features) if batch_norm else None, None)])
 
 
 class MoCoV2ProjectionHead(ProjectionHead):

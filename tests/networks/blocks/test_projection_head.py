@@ -1,4 +1,4 @@
-"""Tests for the projection heads (lightly-style ProjectionHead, MoCo-v2 and SimCLR heads)."""
+"""Tests for the projection heads (lightly-style ProjectionHead, MoCo-v1, MoCo-v2 and SimCLR heads)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from monai_moco.networks.blocks import MoCoV2ProjectionHead, ProjectionHead, SimCLRProjectionHead
+from monai_moco.networks.blocks import (
+    LinearProjectionHead,
+    MoCoV2ProjectionHead,
+    ProjectionHead,
+    SimCLRProjectionHead,
+)
 
 
 def test_projection_head_blocks():
@@ -23,6 +28,21 @@ def test_moco_v2_head_structure():
     assert [type(m) for m in head.layers] == [nn.Linear, nn.ReLU, nn.Linear]
     assert head.layers[0].weight.shape == (32, 16) and head.layers[2].weight.shape == (8, 32)
     assert head(torch.randn(3, 16)).shape == (3, 8)
+
+
+@pytest.mark.parametrize(
+    "batch_norm,kinds", [(False, [nn.Linear]), (True, [nn.Linear, nn.BatchNorm1d])]
+)
+def test_moco_v1_linear_head(batch_norm, kinds):
+    head = LinearProjectionHead(16, 8, batch_norm=batch_norm)
+    assert [type(m) for m in head.layers] == kinds
+    assert head.layers[0].weight.shape == (8, 16)
+    assert (head.layers[0].bias is None) == batch_norm
+    x = torch.randn(5, 16)
+    out = head(x)
+    assert out.shape == (5, 8)
+    if not batch_norm:  # one affine map, nothing else
+        torch.testing.assert_close(out, x @ head.layers[0].weight.T + head.layers[0].bias)
 
 
 @pytest.mark.parametrize("num_layers,batch_norm", [(1, False), (2, True), (2, False), (3, True)])
