@@ -6,7 +6,9 @@ Xiao, Singh, Mintun, Darrell, Dollár, Girshick, "Early Convolutions Help Transf
 final 1x1 convolution to the transformer width. The conv stem makes optimisation more stable (less sensitive to
 learning rate and optimiser) and usually improves accuracy at matched FLOPs.
 
-Both stems map ``B x C x H x W`` to ``B x hidden_size x H/p x W/p`` (also 3D: ``B x C x D x H x W``).
+Both stems map ``B x C x H x W`` to ``B x hidden_size x H/p x W/p``. With ``spatial_dims=3`` they map volumes
+``B x C x D x H x W`` to a ``D/p x H/p x W/p`` grid: the conv stem then uses 3x3x3 stride-2 convolutions with
+BatchNorm3d, the direct 3D analogue of the paper's stem.
 """
 
 from __future__ import annotations

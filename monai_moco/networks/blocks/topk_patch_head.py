@@ -20,9 +20,17 @@ Image Recognition", CVPR 2021; Berthet et al. 2020), which averages top-K indica
 perturbations of the scores. It gives smoother gradients but costs ``num_samples`` top-K passes and a dense
 B x K x N selection matrix per view, which is too expensive on the CPU-sized runs this project targets; the
 score-weighted / straight-through estimators need one top-K and no extra memory.
+
+Volumes: a 3D backbone (``ConvStemViT(spatial_dims=3)``) flattens its ``d x h x w`` token grid row-major into the same
+B x N x D tokens, so selection and pooling are unchanged; with ``spatial_dims=3`` :meth:`TopKPatchHead.score_map`
+and :meth:`TopKPatchHead.kept_positions` give the scores as a ``B x d x h x w`` heat-map and the kept tokens as
+``(z, y, x)`` grid positions.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -48,13 +56,16 @@ class TopKPatchHead(nn.Module):
         scorer_hidden: hidden width of the scorer MLP ``Linear(D, h) -> GELU -> Linear(h, 1)``; default
             ``max(1, D // 4)``.
         temperature: scores are divided by it before the softmax (weighted) or the straight-through gate.
+        spatial_dims: dimensions of the token grid the scores are laid out on: 2 (images, ``h x w``) or 3 (volumes,
+            ``d x h x w``). Only :meth:`score_map` and :meth:`kept_positions` use it; it adds no parameters, so
+            checkpoints are the same for both.
 
     Attributes:
         out_features: width of the returned embedding.
 
     Raises:
         ValueError: for both/invalid ``k`` and ``keep_ratio``, "concat" without ``k``, a non-positive
-            ``temperature`` or an unknown ``pooling``.
+            ``temperature``, an unknown ``pooling`` or ``spatial_dims`` not 2 or 3.
 
     Example::
 
@@ -62,6 +73,10 @@ class TopKPatchHead(nn.Module):
         >>> emb, scores, idx = head(torch.randn(2, 196, 192), return_scores=True)
         >>> emb.shape, scores.shape, idx.shape
         (torch.Size([2, 192]), torch.Size([2, 196]), torch.Size([2, 16]))
+        >>> head3d = TopKPatchHead(192, k=8, spatial_dims=3)  # tokens of a 4 x 4 x 4 grid of a 32^3 volume, patch 8
+        >>> emb, scores, idx = head3d(torch.randn(2, 64, 192), return_scores=True)
+        >>> head3d.score_map(scores, (4, 4, 4)).shape, head3d.kept_positions(idx, (4, 4, 4)).shape
+        (torch.Size([2, 4, 4, 4]), torch.Size([2, 8, 3]))
     """
 
     def __init__(
@@ -73,8 +88,12 @@ class TopKPatchHead(nn.Module):
         out_features: int | None = None,
         scorer_hidden: int | None = None,
         temperature: float = 1.0,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"TopKPatchHead: spatial_dims must be 2 (images) or 3 (volumes), got {spatial_dims!r}.")
+        self.spatial_dims = int(spatial_dims)
         self.pooling: str = look_up_option(pooling, _POOLINGS)
         if k is not None and keep_ratio is not None:
             raise ValueError(f"TopKPatchHead: give k or keep_ratio, not both (got k={k}, keep_ratio={keep_ratio}).")
@@ -127,6 +146,60 @@ class TopKPatchHead(nn.Module):
             return self.k
         assert self.keep_ratio is not None
         return max(1, min(num_tokens, int(round(self.keep_ratio * num_tokens))))
+
+    def _check_grid(self, num_tokens: int, grid: Sequence[int], what: str) -> tuple[int, ...]:
+        """``grid`` as ints, checked against ``spatial_dims`` and the ``num_tokens`` it must hold."""
+        size = tuple(int(g) for g in grid)
+        if len(size) != self.spatial_dims or math.prod(size) != num_tokens or min(size) < 1:
+            raise ValueError(
+                f"TopKPatchHead.{what}: token grid {size} does not fit {num_tokens} patch tokens with "
+                f"spatial_dims={self.spatial_dims}; expected {self.spatial_dims} positive sizes whose product is "
+                f"{num_tokens} (the backbone's grid_size of the input)."
+            )
+        return size
+
+    def score_map(self, scores: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+        """Lay the per-patch scores out on the token grid: the patch heat-map (2D or 3D).
+
+        Args:
+            scores: ``B x N`` scores from ``forward(..., return_scores=True)``, row-major over ``grid``.
+            grid: the backbone's token grid, ``(h, w)`` or ``(d, h, w)`` (``ConvStemViT.grid_size`` of the input).
+
+        Returns:
+            ``B x h x w`` or ``B x d x h x w`` (a view of ``scores``).
+
+        Raises:
+            ValueError: if ``scores`` is not B x N or ``grid`` does not hold N tokens in ``spatial_dims`` dimensions.
+        """
+        if scores.dim() != 2:
+            raise ValueError(f"TopKPatchHead.score_map: expected scores B x N, got shape {list(scores.shape)}.")
+        size = self._check_grid(int(scores.shape[1]), grid, "score_map")
+        return scores.reshape(scores.shape[0], *size)
+
+    def kept_positions(self, indices: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+        """Grid coordinates of the kept tokens.
+
+        Args:
+            indices: ``B x K`` flat indices from ``forward(..., return_scores=True)``.
+            grid: the backbone's token grid, ``(h, w)`` or ``(d, h, w)``.
+
+        Returns:
+            ``B x K x spatial_dims`` integer coordinates ``(y, x)`` or ``(z, y, x)`` on the grid.
+
+        Raises:
+            ValueError: if ``indices`` is not B x K or an index lies outside the grid.
+        """
+        if indices.dim() != 2:
+            raise ValueError(f"TopKPatchHead.kept_positions: expected indices B x K, got shape {list(indices.shape)}.")
+        size = tuple(int(g) for g in grid)
+        n = math.prod(size) if size else 0
+        size = self._check_grid(n, size, "kept_positions")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            raise ValueError(
+                f"TopKPatchHead.kept_positions: indices span [{int(indices.min())}, {int(indices.max())}] but the "
+                f"token grid {size} has {n} tokens."
+            )
+        return torch.stack(torch.unravel_index(indices, size), dim=-1)
 
     def score(self, tokens: torch.Tensor) -> torch.Tensor:
         """Raw patch scores ``B x N`` (before ``temperature``) for tokens ``B x N x D``."""

@@ -67,3 +67,26 @@ def test_non_power_of_two_is_rejected_with_the_value(bad: int) -> None:
 def test_wrong_channel_count_names_both() -> None:
     with pytest.raises(ValueError, match=r"\(8, 16\).*patch_size=16.*4"):
         ConvStem(patch_size=16, channels=(8, 16))
+
+
+@pytest.mark.parametrize("stem_cls", [ConvStem, PatchifyStem])
+@pytest.mark.parametrize(
+    "spatial_dims, size",
+    [(2, (32, 24)), (3, (32, 32, 32)), (3, (16, 32, 24))],
+    ids=["2d", "3d-cube", "3d-anisotropic"],
+)
+def test_stems_2d_and_3d_shapes_and_gradients(stem_cls: type, spatial_dims: int, size: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    stem = stem_cls(in_channels=1, hidden_size=12, patch_size=8, spatial_dims=spatial_dims)
+    x = torch.randn(2, 1, *size, requires_grad=True)
+    out = stem(x)
+    assert out.shape == (2, 12, *(s // 8 for s in size))
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in stem.parameters())
+    conv_type = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+    convs = [m for m in stem.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    assert convs and all(isinstance(c, conv_type) for c in convs)
+    if stem_cls is ConvStem:  # log2(8) = 3 strided 3x3(x3) convs, then the 1x1(x1) projection
+        assert [c.kernel_size for c in convs] == [(3,) * spatial_dims] * 3 + [(1,) * spatial_dims]
+        assert all(c.stride == (2,) * spatial_dims for c in convs[:-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import pytest
@@ -108,3 +109,47 @@ def test_deepcopy_trace_and_script() -> None:
     torch.testing.assert_close(scripted(tokens), head(tokens))
     emb, scores, idx = scripted(tokens, return_scores=True)
     assert torch.equal(idx, head(tokens, return_scores=True)[2])
+
+
+@pytest.mark.parametrize("grid", [(4, 5), (2, 3, 4)], ids=["2d", "3d"])
+def test_score_map_and_kept_positions_on_the_token_grid(grid: tuple[int, ...]) -> None:
+    head = TopKPatchHead(D, k=3, spatial_dims=len(grid))
+    tokens = _tokens(b=2, n=math.prod(grid)).requires_grad_(True)
+    emb, scores, idx = head(tokens, return_scores=True)
+    heat = head.score_map(scores, grid)
+    assert heat.shape == (2, *grid)
+    positions = head.kept_positions(idx, grid)
+    assert positions.shape == (2, 3, len(grid))
+    for b in range(2):
+        for j in range(3):  # each kept position holds that token's score in the heat-map
+            assert heat[(b, *positions[b, j].tolist())] == scores[b, idx[b, j]]
+    # the K kept voxels/pixels are the K highest of the heat-map
+    assert torch.equal(heat.flatten(1).topk(3, dim=1).values, scores.gather(1, idx))
+    emb.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.scorer.parameters())
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, grid, match",
+    [(3, (4, 5), r"token grid \(4, 5\).*20 patch tokens.*spatial_dims=3"),
+     (3, (2, 2, 4), r"token grid \(2, 2, 4\).*20 patch tokens"),
+     (2, (2, 2, 5), r"token grid \(2, 2, 5\).*spatial_dims=2")],
+    ids=["2d-grid-for-3d-head", "3d-grid-wrong-count", "3d-grid-for-2d-head"],
+)
+def test_score_map_errors_name_the_grid(spatial_dims: int, grid: tuple[int, ...], match: str) -> None:
+    head = TopKPatchHead(D, k=2, spatial_dims=spatial_dims)
+    _, scores, _ = head(_tokens(b=1, n=20), return_scores=True)
+    with pytest.raises(ValueError, match=match):
+        head.score_map(scores, grid)
+    with pytest.raises(ValueError, match=r"indices span \[.*\] but the token grid \(2, 2\) has 4 tokens"):
+        TopKPatchHead(D, k=1).kept_positions(torch.tensor([[7]]), (2, 2))
+    with pytest.raises(ValueError, match="spatial_dims must be 2 .* or 3 .*, got 1"):
+        TopKPatchHead(D, k=1, spatial_dims=1)
+
+
+def test_spatial_dims_adds_no_parameters() -> None:
+    torch.manual_seed(0)
+    two = TopKPatchHead(D, k=2)
+    three = TopKPatchHead(D, k=2, spatial_dims=3)
+    assert two.state_dict().keys() == three.state_dict().keys()
+    three.load_state_dict(two.state_dict())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import pytest
@@ -196,3 +197,45 @@ def test_deepcopy_after_forward() -> None:
     with torch.no_grad():
         x = torch.randn(1, 1, 32, 32)
         torch.testing.assert_close(twin.eval()(x), net.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, img_size, size",
+    [(2, 32, (32, 24)), (3, 32, (32, 32, 32)), (3, 32, (16, 32, 24))],
+    ids=["2d", "3d-training-grid", "3d-interpolated-grid"],
+)
+@pytest.mark.parametrize("pos_embed", ["learnable", "sincos"])
+def test_2d_and_3d_grids_shapes_and_gradients(spatial_dims: int, img_size: int, size: tuple[int, ...],
+                                              pos_embed: str) -> None:
+    torch.manual_seed(0)
+    net = ConvStemViT(in_channels=1, img_size=img_size, patch_size=8, spatial_dims=spatial_dims, pooling="none",
+                      pos_embed=pos_embed, **{**SMALL, "hidden_size": 36, "num_heads": 2})
+    grid = tuple(s // 8 for s in size)
+    assert net.base_grid == [img_size // 8] * spatial_dims
+    assert net.pos_embed.shape == (1, (img_size // 8) ** spatial_dims, 36)
+    assert net.grid_size(size) == grid
+    x = torch.randn(2, 1, *size, requires_grad=True)
+    tokens = net(x)
+    assert tokens.shape == (2, math.prod(grid), 36)
+    tokens.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert net.stem.proj.weight.grad is not None and net.stem.proj.weight.grad.abs().sum() > 0
+    assert (net.pos_embed.grad is not None) == (pos_embed == "learnable")
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, bad, match",
+    [
+        (2, (1, 1, 30, 32), r"\[30, 32\].*patch_size=8"),
+        (3, (1, 1, 30, 32, 32), r"\[30, 32, 32\].*patch_size=8"),
+        (3, (1, 1, 32, 32), r"B x C x D x H x W.*\[1, 1, 32, 32\]"),
+        (2, (1, 1, 32, 32, 32), r"B x C x H x W.*\[1, 1, 32, 32, 32\]"),
+    ],
+    ids=["2d-indivisible", "3d-indivisible", "3d-given-an-image", "2d-given-a-volume"],
+)
+def test_errors_name_the_input_shape(spatial_dims: int, bad: tuple[int, ...], match: str) -> None:
+    net = ConvStemViT(img_size=32, patch_size=8, spatial_dims=spatial_dims, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        net(torch.randn(*bad))
+    with pytest.raises(ValueError, match=r"spatial_dims must be 2 or 3, got 4"):
+        ConvStemViT(spatial_dims=4, **SMALL)
