@@ -393,6 +393,11 @@ class ContrastiveTrainer(Trainer):
         """The loss from ``forward_views``'s outputs (cast to float32). Returns ``(loss, logits, labels)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss.")
 
+    def batch_targets(self, batchdata: Any) -> dict[str, torch.Tensor]:
+        """Tensors of the batch the loss needs besides the views (e.g. class labels for a supervised contrastive
+        loss), on the training device; merged into the outputs that ``compute_loss`` receives. Default: none."""
+        return {}
+
     def after_backward(self, outputs: dict[str, torch.Tensor]) -> None:
         """Hook after every finite micro-batch's backward (e.g. MoCo keeps its keys for the queue)."""
 
@@ -504,6 +509,7 @@ class ContrastiveTrainer(Trainer):
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
 
         outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+        outputs.update(self.batch_targets(batchdata))
         loss, logits, labels = self.compute_loss(outputs)
         engine.state.output[Keys.LOSS] = loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from monai_moco.engines.contrastive import ContrastiveTrainer
+from monai_moco.engines.contrastive import ContrastiveTrainer, _to_tensor
 from monai_moco.losses import NTXentLoss
 
 __all__ = ["SimCLRTrainer"]
@@ -31,7 +31,9 @@ class SimCLRTrainer(ContrastiveTrainer):
 
     The ``network`` is the encoder, e.g. ``ContrastiveEncoder(backbone, SimCLRProjectionHead(...))``; the loss is an
     NT-Xent loss with ``forward_with_logits(z1, z2) -> (loss, logits, labels)``, by default
-    ``NTXentLoss(temperature=0.1)``.
+    ``NTXentLoss(temperature=0.1)``. With ``label_key`` the batch's class labels go to the loss as
+    ``forward_with_logits(z1, z2, labels=...)``: with ``monai_moco.losses.SupConLoss`` this is supervised
+    contrastive pretraining (Khosla et al., NeurIPS 2020) with the same views, network and schedule.
 
     Args:
         args: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments (device, max_epochs, train_data_loader,
@@ -41,7 +43,12 @@ class SimCLRTrainer(ContrastiveTrainer):
             BatchNorm normalises one view's batch, as lightly's and most PyTorch SimCLR code do; for a network
             without BatchNorm the two give the same result. Their speed differs by less than run-to-run noise
             (``scripts/bench_pretrain.py --simclr_views``).
+        label_key: dictionary key of the class labels in the data-loader batch, passed to the loss as ``labels``
+            (``None``: the loss sees only the two views).
         kwargs: :class:`~monai_moco.engines.ContrastiveTrainer`'s arguments by name.
+
+    Raises:
+        KeyError: at a step, when ``label_key`` is set and the batch is not a dictionary holding it.
 
     Example::
 
@@ -65,9 +72,10 @@ class SimCLRTrainer(ContrastiveTrainer):
         trainer.run()
     """
 
-    def __init__(self, *args: Any, joint_forward: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, joint_forward: bool = True, label_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.joint_forward = joint_forward
+        self.label_key = label_key
         self._attach_train_handlers()
 
     def default_loss_function(self) -> torch.nn.Module:
@@ -83,6 +91,20 @@ class SimCLRTrainer(ContrastiveTrainer):
         z1, z2 = self._network_fn(torch.cat([view1, view2])).chunk(2)
         return {"z1": z1, "z2": z2}
 
+    def batch_targets(self, batchdata: Any) -> dict[str, torch.Tensor]:
+        """Returns: ``{"labels": B}`` from ``batchdata[label_key]`` on the device when ``label_key`` is set, else ``{}``."""
+        if self.label_key is None:
+            return {}
+        if not isinstance(batchdata, dict) or self.label_key not in batchdata:
+            keys = sorted(batchdata) if isinstance(batchdata, dict) else type(batchdata).__name__
+            raise KeyError(
+                f"SimCLRTrainer(label_key={self.label_key!r}): the batch has no {self.label_key!r} (batch keys: {keys}); "
+                "give the data loader a labelled datalist (items with a class label) or set label_key=None."
+            )
+        return {"labels": _to_tensor(batchdata[self.label_key], self.state.device, False, dtype=torch.long).reshape(-1)}
+
     def compute_loss(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """NT-Xent of the two projections."""
+        """NT-Xent of the two projections, or, with ``label_key``, the loss given the batch's labels as well."""
+        if "labels" in outputs:
+            return self.loss_function.forward_with_logits(outputs["z1"], outputs["z2"], labels=outputs["labels"])
         return self.loss_function.forward_with_logits(outputs["z1"], outputs["z2"])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from monai.utils import LossReduction, look_up_option
 from torch.nn.modules.loss import _Loss
 
-from monai_moco.utils.dist import concat_all_gather_with_grad, get_rank, get_world_size
+from monai_moco.losses.utils import multi_view_logits
 
 __all__ = ["NTXentLoss"]
 
@@ -82,25 +82,8 @@ class NTXentLoss(_Loss):
             raise ValueError(
                 f"NTXentLoss: z1 and z2 must both be B x D, got z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)}."
             )
-        batch = z1.shape[0]
         with torch.autocast(device_type=z1.device.type, enabled=False):
-            a1 = F.normalize(z1.float(), dim=1)
-            a2 = F.normalize(z2.float(), dim=1)
-            if self.gather_distributed and get_world_size() > 1:
-                g1, g2 = concat_all_gather_with_grad(a1), concat_all_gather_with_grad(a2)
-                offset = get_rank() * batch
-            else:
-                g1, g2 = a1, a2
-                offset = 0
-            n = g1.shape[0]
-            anchors = torch.cat([a1, a2], dim=0)  # 2B x D
-            logits_full = anchors @ torch.cat([g1, g2], dim=0).T / self.temperature  # 2B x 2N
-            idx = torch.arange(batch, device=z1.device) + offset
-            self_col = torch.cat([idx, idx + n])
-            pos_col = torch.cat([idx + n, idx])
-            keep = torch.ones_like(logits_full, dtype=torch.bool)
-            keep[torch.arange(2 * batch, device=z1.device), self_col] = False
-            logits = logits_full[keep].view(2 * batch, 2 * n - 1)
-            labels = pos_col - (pos_col > self_col).long()
+            logits, anchor, column = multi_view_logits([z1, z2], self.temperature, self.gather_distributed)
+            labels = (column == anchor[:, None]).int().argmax(dim=1)  # the other view: one positive per anchor
             loss = F.cross_entropy(logits, labels, reduction=self.reduction)
         return loss, logits, labels
