@@ -12,6 +12,7 @@ from .bootstrap import (
     weighted_auc,
 )
 from .classification import CLASSIFICATION_TASKS, classification_metrics_with_ci, logits_to_probabilities
+from .heatmap_faithfulness import box_coverage_grid, cell_centres_in_boxes, heatmap_box_scores
 from .knn import knn_predict
 from .probe import extract_features, image_label_batch, labels_1d, logistic_probe
 from .representation import alignment, effective_rank, embedding_geometry, mean_pairwise_cosine, uniformity
@@ -23,10 +24,13 @@ __all__ = [
     "auc_with_ci",
     "binary_metrics_with_ci",
     "bootstrap_ci",
+    "box_coverage_grid",
+    "cell_centres_in_boxes",
     "classification_metrics_with_ci",
     "effective_rank",
     "embedding_geometry",
     "extract_features",
+    "heatmap_box_scores",
     "image_label_batch",
     "knn_predict",
     "labels_1d",
