@@ -10,6 +10,12 @@ abnormal region of a radiograph.
 ``CXRAugmentConfig`` is the single source of truth for the parameters of both paths: the per-sample MONAI path built
 by :func:`cxr_ssl_augmentation` (this module) and the batched tensor path ``BatchedCXRAugment`` / ``BatchedTwoView``
 (``batched.py``). Both draw the crop box with :func:`resized_crop_boxes`.
+
+Volumes (CT, MR): ``VolumeAugmentConfig`` and :func:`volume_ssl_augmentation` build the 3D view from MONAI transforms
+(random sub-volume crop, flips along every axis, intensity shift / scale / gamma contrast, Gaussian noise), the 3D
+counterpart used by 3D contrastive pretraining (Taleb et al., "3D Self-Supervised Methods for Medical Imaging",
+NeurIPS 2020; Chaitanya et al., "Contrastive learning of global and local features for medical image segmentation
+with limited annotations", NeurIPS 2020); :class:`VolumeTwoView` pairs two such views.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from monai.transforms import (
     Randomizable,
     RandRotate,
     RandScaleIntensity,
+    RandScaleCrop,
     RandScaleIntensityFixedMean,
+    RandShiftIntensity,
     Resize,
     ScaleIntensityRange,
     SpatialCrop,
@@ -46,27 +54,39 @@ __all__ = [
     "CXRAugmentConfig",
     "RandResizedCropXRay",
     "TwoView",
+    "VolumeAugmentConfig",
+    "VolumeTwoView",
     "cxr_ssl_augmentation",
     "resized_crop_boxes",
+    "volume_ssl_augmentation",
 ]
 
 #: number of rejection-sampling attempts for a crop box before falling back to a centre crop (as torchvision).
 CROP_TRIES = 10
 
 
-def _pair(value: Any, name: str) -> tuple[float, float]:
+def _pair(value: Any, name: str, owner: str = "CXRAugmentConfig") -> tuple[float, float]:
     """Return ``value`` as a sorted ``(low, high)`` float pair; lists from JSON configs are accepted."""
     if isinstance(value, (int, float)):
-        raise ValueError(f"CXRAugmentConfig.{name} must be a (low, high) pair, got the number {value!r}.")
+        raise ValueError(f"{owner}.{name} must be a (low, high) pair, got the number {value!r}.")
     values = tuple(float(v) for v in value)
     if len(values) != 2 or values[0] > values[1]:
-        raise ValueError(f"CXRAugmentConfig.{name} must be a (low, high) pair with low <= high, got {value!r}.")
+        raise ValueError(f"{owner}.{name} must be a (low, high) pair with low <= high, got {value!r}.")
     return values  # type: ignore[return-value]
 
 
-def _check_prob(value: float, name: str) -> None:
+def _check_prob(value: float, name: str, owner: str = "CXRAugmentConfig") -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"CXRAugmentConfig.{name} must be a probability in [0, 1], got {value!r}.")
+        raise ValueError(f"{owner}.{name} must be a probability in [0, 1], got {value!r}.")
+
+
+def _replace_fields(config: Any, overrides: dict[str, Any]) -> Any:
+    """``dataclasses.replace`` with a clear error naming unknown fields (shared by the 2D and 3D configs)."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"{type(config).__name__} has no field(s) {unknown}; valid fields: {sorted(fields)}.")
+    return dataclasses.replace(config, **overrides)
 
 
 @dataclass(frozen=True)
@@ -167,11 +187,7 @@ class CXRAugmentConfig:
         Raises:
             TypeError: when a name is not a field of ``CXRAugmentConfig``.
         """
-        fields = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise TypeError(f"CXRAugmentConfig has no field(s) {unknown}; valid fields: {sorted(fields)}.")
-        return dataclasses.replace(self, **overrides)
+        return _replace_fields(self, overrides)  # type: ignore[no-any-return]
 
     @classmethod
     def resolve(cls, config: CXRAugmentConfig | None = None, **overrides: Any) -> CXRAugmentConfig:
@@ -413,6 +429,134 @@ def cxr_ssl_augmentation(config: CXRAugmentConfig | None = None, **overrides: An
     return Compose(transforms)
 
 
+@dataclass(frozen=True)
+class VolumeAugmentConfig:
+    """Parameters of one augmented view of a volume (``C x D x H x W``, intensities in [0, 1]).
+
+    The 3D analogue of :class:`CXRAugmentConfig`: SimCLR's crop + flip + intensity recipe (Chen et al., ICML 2020) as
+    used for 3D medical contrastive pretraining (Taleb et al., NeurIPS 2020; Chaitanya et al., NeurIPS 2020), with
+    MONAI transforms only. A CT or MR volume has no canonical "up" for a sub-volume, so flips are drawn independently
+    along every axis; colour ops become additive shift, multiplicative scale and gamma contrast of the grey values.
+
+    Args:
+        spatial_size: output size ``S`` or ``(D, H, W)`` of each view (a multiple of the ViT patch size).
+        crop_scale: range of each side of the random sub-volume crop as a fraction of the input side (MONAI
+            ``RandScaleCrop(random_size=True)``: each side drawn independently, then resized to ``spatial_size``).
+        flip_prob: probability of a flip along each of the three axes (independently).
+        intensity_prob: probability of the intensity shift, and independently of the intensity scale.
+        shift: additive offset drawn uniformly from ``[-shift, shift]`` (``RandShiftIntensity``).
+        scale: multiplicative factor ``1 + f``, ``f`` uniform in ``[-scale, scale]`` (``RandScaleIntensity``).
+        gamma: range of the gamma exponent (``RandAdjustContrast``).
+        gamma_prob: probability of the gamma change.
+        noise_prob: probability of additive Gaussian noise.
+        noise_std: the noise standard deviation is drawn uniformly from ``[0, noise_std]``.
+
+    Raises:
+        ValueError: when a size is not positive, a range is not an ordered pair, a crop scale is outside (0, 1], a
+            probability is outside [0, 1] or a strength is negative (or ``scale >= 1``).
+
+    Example::
+
+        cfg = VolumeAugmentConfig(spatial_size=32, crop_scale=(0.6, 1.0))
+        cfg = cfg.replace(noise_prob=0.0)
+    """
+
+    spatial_size: int | tuple[int, int, int] = 32
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip_prob: float = 0.5
+    intensity_prob: float = 0.8
+    shift: float = 0.1
+    scale: float = 0.2
+    gamma: tuple[float, float] = (0.7, 1.5)
+    gamma_prob: float = 0.5
+    noise_prob: float = 0.5
+    noise_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        owner = "VolumeAugmentConfig"
+        raw = self.spatial_size
+        size = (int(raw),) * 3 if isinstance(raw, (int, float)) else tuple(int(s) for s in raw)
+        if len(size) != 3 or min(size) < 1:
+            raise ValueError(f"{owner}.spatial_size must be a positive int or (D, H, W), got {self.spatial_size!r}.")
+        object.__setattr__(self, "spatial_size", size)
+        for name in ("crop_scale", "gamma"):
+            object.__setattr__(self, name, _pair(getattr(self, name), name, owner))
+        if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError(f"{owner}.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}.")
+        if self.gamma[0] <= 0.0:
+            raise ValueError(f"{owner}.gamma must be positive, got {self.gamma}.")
+        for name in ("shift", "scale", "noise_std"):
+            if getattr(self, name) < 0.0:
+                raise ValueError(f"{owner}.{name} must be >= 0, got {getattr(self, name)!r}.")
+        if self.scale >= 1.0:
+            raise ValueError(f"{owner}.scale must be < 1 (factor 1 + f must stay > 0), got {self.scale!r}.")
+        for name in ("flip_prob", "intensity_prob", "gamma_prob", "noise_prob"):
+            _check_prob(getattr(self, name), name, owner)
+
+    @property
+    def output_size(self) -> tuple[int, int, int]:
+        """``(D, H, W)`` of each view."""
+        return self.spatial_size  # type: ignore[return-value]
+
+    def replace(self, **overrides: Any) -> VolumeAugmentConfig:
+        """Return a validated copy with some fields changed.
+
+        Args:
+            overrides: field names and new values.
+
+        Returns:
+            A new config.
+
+        Raises:
+            TypeError: when a name is not a field of ``VolumeAugmentConfig``.
+        """
+        return _replace_fields(self, overrides)  # type: ignore[no-any-return]
+
+
+def volume_ssl_augmentation(config: VolumeAugmentConfig | None = None, **overrides: Any) -> Compose:
+    """One augmented view of a volume as a MONAI ``Compose`` (3D SimCLR view).
+
+    Order: random sub-volume crop (``RandScaleCrop``, each side a fraction in ``crop_scale`` of the input's) -> resize
+    to ``spatial_size`` (trilinear) -> flip along each axis -> intensity shift -> intensity scale -> gamma contrast ->
+    Gaussian noise -> clamp to [0, 1]. Ops whose probability or strength is zero are left out. Expects a
+    ``C x D x H x W`` float volume in [0, 1] (e.g. after ``ScaleIntensityRange`` windowing of CT).
+
+    Args:
+        config: the parameters (default ``VolumeAugmentConfig()``).
+        overrides: ``VolumeAugmentConfig`` field names and values, e.g. ``spatial_size=48``.
+
+    Returns:
+        A ``monai.transforms.Compose``; ``set_random_state(seed)`` on it makes the views reproducible.
+
+    Raises:
+        TypeError: when ``config`` is not a ``VolumeAugmentConfig`` or an override names no field.
+
+    Example::
+
+        aug = volume_ssl_augmentation(spatial_size=32, crop_scale=(0.5, 1.0)).set_random_state(seed=0)
+        view = aug(torch.rand(1, 64, 64, 64))  # 1 x 32 x 32 x 32 in [0, 1]
+    """
+    if config is not None and not isinstance(config, VolumeAugmentConfig):
+        raise TypeError(f"config must be a VolumeAugmentConfig or None, got {type(config).__name__}.")
+    cfg = (config or VolumeAugmentConfig()).replace(**overrides)
+    transforms: list[Callable[..., Any]] = [
+        RandScaleCrop(roi_scale=cfg.crop_scale[0], max_roi_scale=cfg.crop_scale[1], random_center=True, random_size=True),
+        Resize(cfg.output_size, mode="trilinear", align_corners=False, anti_aliasing=False),
+    ]
+    if cfg.flip_prob > 0:
+        transforms += [RandFlip(prob=cfg.flip_prob, spatial_axis=axis) for axis in range(3)]
+    if cfg.intensity_prob > 0 and cfg.shift > 0:
+        transforms.append(RandShiftIntensity(offsets=cfg.shift, prob=cfg.intensity_prob))
+    if cfg.intensity_prob > 0 and cfg.scale > 0:
+        transforms.append(RandScaleIntensity(factors=cfg.scale, prob=cfg.intensity_prob))
+    if cfg.gamma_prob > 0 and cfg.gamma != (1.0, 1.0):
+        transforms.append(RandAdjustContrast(prob=cfg.gamma_prob, gamma=cfg.gamma))
+    if cfg.noise_prob > 0 and cfg.noise_std > 0:
+        transforms.append(RandGaussianNoise(prob=cfg.noise_prob, mean=0.0, std=cfg.noise_std, sample_std=True))
+    transforms.append(ScaleIntensityRange(a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True))
+    return Compose(transforms)
+
+
 @contextmanager
 def _meta_tracking(enabled: bool) -> Iterator[None]:
     """Set MONAI's process-wide ``set_track_meta`` for the duration of the block, then restore it."""
@@ -490,3 +634,47 @@ class TwoView(Randomizable, Transform):
             img = img.as_tensor()
         with _meta_tracking(False):
             return self.transform(img), self.transform2(img)
+
+
+class VolumeTwoView(TwoView):
+    """Two independently augmented 3D views of one volume (:func:`volume_ssl_augmentation`), SimCLR's positive pair.
+
+    A :class:`TwoView` whose view transform is built from a :class:`VolumeAugmentConfig`, so a bundle can write the
+    recipe as plain arguments.
+
+    Args:
+        config: base parameters (default ``VolumeAugmentConfig()``).
+        track_meta: see :class:`TwoView`.
+        overrides: ``VolumeAugmentConfig`` fields, e.g. ``spatial_size=32, crop_scale=(0.5, 1.0)``.
+
+    Raises:
+        TypeError: when an override names no ``VolumeAugmentConfig`` field.
+        ValueError: when a field value is invalid (see :class:`VolumeAugmentConfig`).
+
+    Example::
+
+        two = VolumeTwoView(spatial_size=32, track_meta=False).set_random_state(seed=0)
+        view1, view2 = two(torch.rand(1, 64, 64, 64))  # each 1 x 32 x 32 x 32
+    """
+
+    def __init__(self, config: VolumeAugmentConfig | None = None, track_meta: bool = True, **overrides: Any) -> None:
+        self.config = (config or VolumeAugmentConfig()).replace(**overrides)
+        super().__init__(volume_ssl_augmentation(self.config), track_meta=track_meta)
+
+    def __call__(self, img: Any) -> tuple[Any, Any]:
+        """Return ``(view1, view2)`` of a ``C x D x H x W`` volume.
+
+        Args:
+            img: the volume.
+
+        Returns:
+            The two views, each ``C x spatial_size``.
+
+        Raises:
+            ValueError: when ``img`` is not ``C x D x H x W``.
+        """
+        if getattr(img, "ndim", None) != 4:
+            raise ValueError(
+                f"VolumeTwoView expects a channel-first volume C x D x H x W, got shape {tuple(getattr(img, 'shape', ()))}."
+            )
+        return super().__call__(img)

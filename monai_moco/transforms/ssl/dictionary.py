@@ -14,9 +14,9 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from monai_moco.transforms.ssl.array import TwoView
+from monai_moco.transforms.ssl.array import TwoView, VolumeAugmentConfig, VolumeTwoView
 
-__all__ = ["TwoViewd", "TwoViewD", "TwoViewDict"]
+__all__ = ["TwoViewd", "TwoViewD", "TwoViewDict", "VolumeTwoViewd", "VolumeTwoViewD", "VolumeTwoViewDict"]
 
 
 class TwoViewd(Randomizable, MapTransform):
@@ -95,3 +95,50 @@ class TwoViewd(Randomizable, MapTransform):
 
 
 TwoViewD = TwoViewDict = TwoViewd
+
+
+class VolumeTwoViewd(TwoViewd):
+    """Dictionary-based :class:`~monai_moco.transforms.ssl.array.VolumeTwoView`: two 3D views of ``data[key]``.
+
+    Random sub-volume crops, flips and intensity changes (:func:`~monai_moco.transforms.ssl.volume_ssl_augmentation`)
+    for 3D SimCLR; ``CacheDataset`` caches everything before it (the loaded, windowed volume) and reruns it.
+
+    Args:
+        keys: the one key holding the ``C x D x H x W`` volume.
+        config: base parameters (default ``VolumeAugmentConfig()``).
+        view_keys: the two keys to write.
+        delete_original: drop ``data[key]`` after making the views.
+        track_meta: see :class:`~monai_moco.transforms.ssl.array.TwoView`.
+        allow_missing_keys: do not raise when the key is missing.
+        overrides: ``VolumeAugmentConfig`` fields, e.g. ``spatial_size=32``.
+
+    Raises:
+        ValueError: when ``keys`` is not exactly one key, ``view_keys`` is not two distinct keys, or a field is invalid.
+        TypeError: when an override names no ``VolumeAugmentConfig`` field.
+
+    Example::
+
+        pipeline = Compose([LoadImaged("image", ensure_channel_first=True),
+                            ScaleIntensityRanged("image", a_min=-1000, a_max=1000, b_min=0, b_max=1, clip=True),
+                            VolumeTwoViewd(keys="image", spatial_size=32, delete_original=True)])
+        sample = pipeline({"image": "ct.nii.gz"})  # sample["view1"], sample["view2"]: 1 x 32 x 32 x 32
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        config: VolumeAugmentConfig | None = None,
+        view_keys: Sequence[Hashable] = ("view1", "view2"),
+        delete_original: bool = False,
+        track_meta: bool = True,
+        allow_missing_keys: bool = False,
+        **overrides: Any,
+    ) -> None:
+        two_view = VolumeTwoView(config, track_meta=track_meta, **overrides)
+        super().__init__(keys, two_view.transform, view_keys=view_keys, delete_original=delete_original,
+                         track_meta=track_meta, allow_missing_keys=allow_missing_keys)
+        self.two_view = two_view
+        self.config = two_view.config
+
+
+VolumeTwoViewD = VolumeTwoViewDict = VolumeTwoViewd
