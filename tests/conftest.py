@@ -60,3 +60,9 @@ def dicom_mono2_jpeg(shared_data: Path) -> Path:
 def lung_boxes_dir(shared_data: Path) -> Path:
     """Adult chest radiographs with Right/Left Lung boxes: ``boxes_coco.json``, ``boxes.csv`` and ``images/``."""
     return _require(shared_data / "cxr_lung_boxes" / "boxes_coco.json").parent
+
+
+@pytest.fixture(scope="session")
+def stent_volume(shared_data: Path) -> Path:
+    """One real CT volume (stented abdominal aorta), ``arr_0`` int16 256 x 128 x 128 (z, y, x), values 0-2000."""
+    return _require(shared_data / "volumes" / "stent.npz")

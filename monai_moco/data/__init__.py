@@ -1,9 +1,9 @@
-"""Dataset factories for the layouts users have, label-fraction splits and decode-once caching.
+"""Dataset factories for the layouts users have, label-fraction splits and decode-once caching; volume datalists.
 """
 
 from __future__ import annotations
 
-from .boxes import COCO_EXTRA_FIELDS, box_datalist_splits, coco_box_datalist
+from .boxes import COCO_EXTRA_FIELDS, box_datalist_splits, box_split_datalists, coco_box_datalist
 from .datalists import (
     IMAGE_EXTENSIONS,
     SPLIT_FOLDER_NAMES,
@@ -24,6 +24,7 @@ from .splits import (
     stratum_keys,
 )
 from .transfer import train_test_datalists, transfer_datalists
+from .volumes import VOLUME_EXTENSIONS, volume_datalist
 
 __all__ = [
     "CACHE_MODES",
@@ -31,7 +32,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLIT_FOLDER_NAMES",
     "UNCERTAIN_POLICIES",
+    "VOLUME_EXTENSIONS",
     "box_datalist_splits",
+    "box_split_datalists",
     "class_folder_datalist",
     "coco_box_datalist",
     "csv_datalist",
@@ -48,4 +51,5 @@ __all__ = [
     "train_test_datalists",
     "transfer_datalists",
     "unlabeled_datalist",
+    "volume_datalist",
 ]
