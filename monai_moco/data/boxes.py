@@ -8,7 +8,7 @@ COCO file into one datalist item per image with corner boxes, 0-based labels and
 
 :func:`box_datalist_splits` makes the patient-grouped train/validation/test split and the nested label-fraction
 subsets of a box datalist with :func:`monai_moco.data.group_train_val_split` and
-:func:`monai_moco.data.label_fraction_split`.
+:func:`monai_moco.data.label_fraction_split`; :func:`box_split_datalists` gives the datalists of one run of a study.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from .splits import _fraction_key, group_train_val_split, label_fraction_split
 
-__all__ = ["coco_box_datalist", "box_datalist_splits", "COCO_EXTRA_FIELDS"]
+__all__ = ["coco_box_datalist", "box_datalist_splits", "box_split_datalists", "COCO_EXTRA_FIELDS"]
 
 #: optional per-image COCO fields copied into each item when the image entry has them
 COCO_EXTRA_FIELDS: tuple[str, ...] = ("finding", "view", "license", "source_url", "doi")
@@ -209,3 +209,70 @@ def box_datalist_splits(
         for f in fractions
     }
     return {"test": np.sort(test), "val": np.sort(val), "pool": np.sort(pool), "train": train}
+
+
+def box_split_datalists(
+    annotation_file: str | os.PathLike,
+    label_fraction: float = 1.0,
+    draw: int = 0,
+    image_root: str | os.PathLike | None = None,
+    fractions: Sequence[float] = (1.0, 0.25, 0.1),
+    draws: int = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    stratify_key: str | None = "view",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train / validation / test datalists of a COCO box file for one ``(label_fraction, draw)`` of a study.
+
+    The split is :func:`box_datalist_splits` of :func:`coco_box_datalist`; the validation and test sets do not depend
+    on ``label_fraction`` or ``draw``, so every run of a study is scored on the same images.
+
+    Args:
+        annotation_file: COCO JSON (see :func:`coco_box_datalist`).
+        label_fraction: fraction of the training pool to train on; must be one of ``fractions`` (so the subsets of
+            one draw stay nested).
+        draw: which draw of that fraction (below ``draws``).
+        image_root: folder the file names are relative to; None uses the JSON's folder.
+        fractions: every fraction of the study (the nesting is built over them).
+        draws: draws per fraction.
+        val_fraction: fraction of all images for validation.
+        test_fraction: fraction of all images for test.
+        stratify_key: item field to stratify on (the view by default); None does not stratify.
+        seed: split seed.
+
+    Returns:
+        ``{"train", "val", "test": datalists, "class_names": [...], "patient_ids": {"train"|"val"|"test": sorted
+        ids}, "n_pool": training-pool images}``.
+
+    Raises:
+        ValueError: when ``label_fraction`` is not in ``fractions`` or ``draw`` is not below ``draws`` (the study's
+            values are named), or as :func:`coco_box_datalist` and :func:`box_datalist_splits`.
+
+    Example::
+
+        lists = box_split_datalists("../shared/data/cxr_lung_boxes/boxes_coco.json", label_fraction=0.1, draw=2)
+        len(lists["train"]), len(lists["val"]), len(lists["test"])
+    """
+    keys = [_fraction_key(f) for f in fractions]
+    if _fraction_key(label_fraction) not in keys:
+        raise ValueError(
+            f"label_fraction {label_fraction!r} is not one of the study's fractions {list(fractions)}; add it to "
+            "fractions so its subsets are nested with the others."
+        )
+    if not 0 <= int(draw) < int(draws):
+        raise ValueError(f"draw must be in 0..{int(draws) - 1} (draws={draws}), got {draw}.")
+    items = coco_box_datalist(annotation_file, image_root=image_root)
+    split = box_datalist_splits(
+        items, fractions=fractions, draws=draws, val_fraction=val_fraction, test_fraction=test_fraction,
+        stratify_key=stratify_key, seed=seed,
+    )
+    out: dict[str, Any] = {
+        "train": [items[i] for i in split["train"][_fraction_key(label_fraction)][str(int(draw))]],
+        "val": [items[i] for i in split["val"]],
+        "test": [items[i] for i in split["test"]],
+        "class_names": list(items[0]["label_names"]) if items else [],
+        "n_pool": int(len(split["pool"])),
+    }
+    out["patient_ids"] = {k: sorted({d["patient_id"] for d in out[k]}) for k in ("train", "val", "test")}
+    return out
