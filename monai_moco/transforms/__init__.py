@@ -14,7 +14,16 @@ from monai_moco.transforms.io import (  # noqa: F401
     XRayReadError,
     check_xray_file,
 )
-from monai_moco.transforms.spatial import Letterbox, LetterboxD, Letterboxd, LetterboxDict, unletterbox  # noqa: F401
+from monai_moco.transforms.spatial import (  # noqa: F401
+    Letterbox,
+    LetterboxBox,
+    LetterboxBoxd,
+    LetterboxD,
+    Letterboxd,
+    LetterboxDict,
+    unletterbox,
+    unletterbox_boxes,
+)
 from monai_moco.transforms.ssl import (  # noqa: F401
     BatchedCXRAugment,
     BatchedTwoView,

@@ -21,7 +21,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import Transform
 from monai.utils import convert_to_tensor, look_up_option
 
-__all__ = ["LETTERBOX_MODES", "Letterbox", "resize_spatial", "unletterbox"]
+__all__ = ["LETTERBOX_MODES", "Letterbox", "LetterboxBox", "resize_spatial", "unletterbox", "unletterbox_boxes"]
 
 #: interpolation modes: ``"area"`` averages pixel areas when shrinking (no aliasing) and is bilinear when enlarging;
 #: ``"bilinear"``/``"bicubic"`` use torch's antialiased kernels; ``"nearest"``/``"nearest-exact"`` are for label maps.
@@ -245,3 +245,93 @@ def unletterbox(img: NdarrayOrTensor, meta: Mapping[str, Any], mode: str = "bili
     x = resize_spatial(x, frame, mode)
     x = x[..., top : top + rh, left : left + rw]
     return resize_spatial(x, _ints(meta["letterbox_input_shape"]), mode)
+
+
+def _letterbox_params(meta: Mapping[str, Any], caller: str) -> tuple[tuple[float, float], tuple[int, int]]:
+    """``((scale_h, scale_w), (top, left))`` from the metadata :class:`Letterbox` writes."""
+    missing = [k for k in ("letterbox_scale", "letterbox_pad") if k not in meta]
+    if missing:
+        raise KeyError(
+            f"{caller} needs the Letterbox metadata keys {missing} (load the image with LoadXRayd(spatial_size=...) "
+            f"or Letterboxd first); got keys {sorted(meta)}."
+        )
+    scale = [float(v) for v in torch.as_tensor(meta["letterbox_scale"]).reshape(-1).tolist()]
+    pad = [int(v) for v in torch.as_tensor(meta["letterbox_pad"]).reshape(-1).tolist()]
+    return (scale[0], scale[1]), (pad[0], pad[2])
+
+
+def _check_boxes(boxes: NdarrayOrTensor, caller: str) -> torch.Tensor:
+    b = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, torch.Tensor) else boxes)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{caller} expects N x 4 corner boxes, got shape {tuple(b.shape)}.")
+    return b.float()
+
+
+class LetterboxBox(Transform):
+    """Move pixel boxes ``(x_min, y_min, x_max, y_max)`` of an original image onto its :class:`Letterbox` frame.
+
+    MONAI's detection stack (``monai.apps.detection``, ``monai.data.box_utils``) orders box corners like the array
+    axes, and :class:`Letterbox` keeps the row-major ``C×H×W`` order, so the output corners are
+    ``(row_min, col_min, row_max, col_max)`` = ``(y_min, x_min, y_max, x_max)`` on the letterboxed grid (MONAI's
+    ``StandardMode``): scaled by ``letterbox_scale`` and shifted by the top/left padding. Anchors, losses, flips and
+    the COCO metric then all work in the image's own axes. :func:`unletterbox_boxes` is the inverse.
+
+    Reference: the "letterbox" preprocessing of the Darknet/YOLO code (Redmon & Farhadi, "YOLOv3", 2018), whose
+    boxes are moved the same way.
+
+    Example::
+
+        >>> img = Letterbox(100)(MetaTensor(torch.rand(1, 50, 200)))  # scale 0.5, 37 rows of padding on top
+        >>> LetterboxBox()(np.array([[20.0, 10.0, 60.0, 30.0]]), img.meta)
+        tensor([[42., 10., 52., 30.]])
+    """
+
+    backend = [torch.Tensor.__name__]
+
+    def __call__(self, boxes: NdarrayOrTensor, meta: Mapping[str, Any]) -> torch.Tensor:
+        """Map the boxes.
+
+        Args:
+            boxes: ``N×4`` pixel boxes ``(x_min, y_min, x_max, y_max)`` on the original image.
+            meta: the metadata :class:`Letterbox` wrote on the image (``letterbox_scale``, ``letterbox_pad``).
+
+        Returns:
+            ``N×4`` float tensor ``(row_min, col_min, row_max, col_max)`` on the letterboxed frame.
+
+        Raises:
+            KeyError: when ``meta`` lacks the letterbox keys.
+            ValueError: when ``boxes`` is not ``N×4``.
+        """
+        b = _check_boxes(boxes, "LetterboxBox")
+        (sh, sw), (top, left) = _letterbox_params(meta, "LetterboxBox")
+        row = b[:, [1, 3]] * sh + top
+        col = b[:, [0, 2]] * sw + left
+        return torch.stack([row[:, 0], col[:, 0], row[:, 1], col[:, 1]], dim=1)
+
+
+def unletterbox_boxes(boxes: NdarrayOrTensor, meta: Mapping[str, Any]) -> torch.Tensor:
+    """Inverse of :class:`LetterboxBox`: ``(row_min, col_min, row_max, col_max)`` on the letterboxed frame back to
+    pixel ``(x_min, y_min, x_max, y_max)`` on the original image (e.g. to report a detector's boxes).
+
+    Args:
+        boxes: ``N×4`` boxes in the letterboxed frame's axis order.
+        meta: the metadata :class:`Letterbox` wrote on the image.
+
+    Returns:
+        ``N×4`` float tensor of original-image pixel boxes ``(x_min, y_min, x_max, y_max)``.
+
+    Raises:
+        KeyError: when ``meta`` lacks the letterbox keys.
+        ValueError: when ``boxes`` is not ``N×4``.
+
+    Example::
+
+        >>> img = Letterbox(100)(MetaTensor(torch.rand(1, 50, 200)))
+        >>> unletterbox_boxes(torch.tensor([[42.0, 10.0, 52.0, 30.0]]), img.meta)
+        tensor([[20., 10., 60., 30.]])
+    """
+    b = _check_boxes(boxes, "unletterbox_boxes")
+    (sh, sw), (top, left) = _letterbox_params(meta, "unletterbox_boxes")
+    y = (b[:, [0, 2]] - top) / sh
+    x = (b[:, [1, 3]] - left) / sw
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)

@@ -1,4 +1,5 @@
-"""Dictionary wrapper of :class:`~monai_moco.transforms.spatial.array.Letterbox` (aspect-preserving resize + pad).
+"""Dictionary wrappers of :class:`~monai_moco.transforms.spatial.array.Letterbox` (aspect-preserving resize + pad)
+and of :class:`~monai_moco.transforms.spatial.array.LetterboxBox` (boxes that follow it).
 
 Reference: the "letterbox" preprocessing of the Darknet/YOLO code (Redmon & Farhadi, "YOLOv3", 2018).
 """
@@ -10,10 +11,11 @@ from collections.abc import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.utils import ensure_tuple
 
-from monai_moco.transforms.spatial.array import Letterbox
+from monai_moco.transforms.spatial.array import Letterbox, LetterboxBox
 
-__all__ = ["Letterboxd", "LetterboxD", "LetterboxDict"]
+__all__ = ["Letterboxd", "LetterboxD", "LetterboxDict", "LetterboxBoxd"]
 
 
 class Letterboxd(MapTransform):
@@ -64,3 +66,62 @@ class Letterboxd(MapTransform):
 
 
 LetterboxD = LetterboxDict = Letterboxd
+
+
+class LetterboxBoxd(MapTransform):
+    """Dictionary-based :class:`LetterboxBox`: move the pixel boxes in ``box_keys`` onto the letterboxed frame of
+    their reference image, so a detection datalist (:func:`monai_moco.data.coco_box_datalist`) can be loaded with
+    ``LoadXRayd(spatial_size=...)`` and then augmented with ``monai.apps.detection.transforms.dictionary``.
+
+    Run it after the image is letterboxed (it reads ``letterbox_scale`` and ``letterbox_pad`` from the image's
+    ``MetaTensor.meta``). Output corners are in the image's axis order, ``(row_min, col_min, row_max, col_max)``.
+
+    Args:
+        box_keys: keys of ``N×4`` pixel boxes ``(x_min, y_min, x_max, y_max)`` on the original images.
+        box_ref_image_keys: key of the letterboxed image each box key belongs to (one, or one per box key).
+        allow_missing_keys: do not raise when a box key is absent.
+
+    Raises:
+        ValueError: when the numbers of box keys and reference image keys differ.
+
+    Example::
+
+        >>> load = LoadXRayd("image", spatial_size=128)
+        >>> item = LetterboxBoxd("boxes", "image")(load(coco_box_datalist("boxes_coco.json")[0]))
+    """
+
+    backend = LetterboxBox.backend
+
+    def __init__(
+        self, box_keys: KeysCollection, box_ref_image_keys: KeysCollection, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(box_keys, allow_missing_keys)
+        refs = ensure_tuple(box_ref_image_keys)
+        if len(refs) == 1:
+            refs = refs * len(self.keys)
+        if len(refs) != len(self.keys):
+            raise ValueError(
+                f"LetterboxBoxd: {len(self.keys)} box key(s) {self.keys} but {len(refs)} reference image key(s) {refs}."
+            )
+        self.ref_of = dict(zip(self.keys, refs))
+        self.mapper = LetterboxBox()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        """Map every present box key.
+
+        Args:
+            data: a dictionary holding the boxes and their letterboxed reference images.
+
+        Returns:
+            A shallow copy of ``data`` with the boxes on the letterboxed frames.
+
+        Raises:
+            KeyError: when a reference image is missing or carries no letterbox metadata.
+        """
+        d = dict(data)
+        for key in self.key_iterator(d):
+            ref = self.ref_of[key]
+            if ref not in d:
+                raise KeyError(f"LetterboxBoxd: reference image key {ref!r} of box key {key!r} is not in the data.")
+            d[key] = self.mapper(d[key], getattr(d[ref], "meta", {}))
+        return d
