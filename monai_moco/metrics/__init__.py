@@ -1,4 +1,4 @@
-"""Metrics: AUC and friends with bootstrap confidence intervals.
+"""Metrics: AUC and friends with bootstrap confidence intervals; COCO mAP of detected boxes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from .bootstrap import (
     weighted_auc,
 )
 from .classification import CLASSIFICATION_TASKS, classification_metrics_with_ci, logits_to_probabilities
+from .detection import DETECTION_METRICS, coco_map, coco_map_with_ci, match_detections
 from .heatmap_faithfulness import box_coverage_grid, cell_centres_in_boxes, heatmap_box_scores
 from .knn import knn_predict
 from .probe import extract_features, image_label_batch, labels_1d, logistic_probe
@@ -20,6 +21,7 @@ from .representation import alignment, effective_rank, embedding_geometry, mean_
 __all__ = [
     "BUILTIN_METRICS",
     "CLASSIFICATION_TASKS",
+    "DETECTION_METRICS",
     "alignment",
     "auc_with_ci",
     "binary_metrics_with_ci",
@@ -27,6 +29,8 @@ __all__ = [
     "box_coverage_grid",
     "cell_centres_in_boxes",
     "classification_metrics_with_ci",
+    "coco_map",
+    "coco_map_with_ci",
     "effective_rank",
     "embedding_geometry",
     "extract_features",
@@ -36,6 +40,7 @@ __all__ = [
     "labels_1d",
     "logistic_probe",
     "logits_to_probabilities",
+    "match_detections",
     "mean_pairwise_cosine",
     "per_class_auc_with_ci",
     "uniformity",

@@ -16,3 +16,4 @@ from .convstem_vit import convstem_vit_tiny as convstem_vit_tiny
 from .convstem_vit import patchify_vit_base as patchify_vit_base
 from .convstem_vit import patchify_vit_small as patchify_vit_small
 from .convstem_vit import patchify_vit_tiny as patchify_vit_tiny
+from .detector import build_retinanet_detector as build_retinanet_detector
