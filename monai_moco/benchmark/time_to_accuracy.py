@@ -23,8 +23,11 @@ gives useful features, which also counts what a step learns (bf16 autocast, the 
 
 Both are scored by the same code after every epoch: :class:`~monai_moco.handlers.RepresentationMonitor`'s
 ``compute`` (weighted kNN, ``k`` = 20, on backbone features) over the bundle's own monitor subset
-(``monitor_data``: ``monai_moco.data.probe_datalists(monitor_dir, num_images=monitor_images, seed=seed)``, a
-reference half and a validation half), decoded once. The runners alternate epoch by epoch in one process (which goes
+(``monitor_data``: ``monai_moco.data.probe_datalists(monitor_dir, num_images=monitor_images, seed=seed,
+group_pattern=monitor_group_pattern)``, a reference half and a validation half), decoded once. The benchmark sets
+``monitor_group_pattern`` to Kermany's patient ids in file names (:data:`KERMANY_PATIENT_PATTERN`, or
+``--monitor_group_pattern``), so no patient is on both sides: split per image, a patient's other radiograph is a
+near-duplicate neighbour and even an untrained network scores a high kNN AUC. The runners alternate epoch by epoch in one process (which goes
 first alternates too), so a busy shared machine slows both alike; only training is timed (scoring is not). A runner
 stops when its kNN AUC reaches ``--target`` (checked from epoch 1), after ``--max_epochs`` (default: the bundle's
 ``epochs``, which the cosine schedule spans) or once its training time passes ``--max_seconds``; the other then
@@ -42,7 +45,7 @@ JSON lines on stdout, with ``kind``:
   ``train_seconds``, ``stopped`` (``"target"``, ``"max_epochs"`` or ``"max_seconds"``) and ``dtype``; ``ratio``
   (lightly's time-to-target / ours, null unless both reached it); the recipe; the torch and host facts
   (``machine_info``, ``cpu_flags``: ``avx512_bf16``, ``amx_bf16``, ``amx_tile``; ``amp``);
-  ``target_at_or_below_initial`` (also a warning on stderr) when the untrained network already scores the target.
+  ``monitor_group_pattern``; ``target_at_or_below_initial`` (also a warning on stderr) when the untrained network already scores the target.
 
 A target only decides when a runner stops, so one run with an unreachable target (``--target 1.01``) gives the
 time-to-target of every lower target: ``--from_lines`` re-summarises saved lines at ``--target`` without training
@@ -81,6 +84,7 @@ from monai_moco.benchmark.timing import machine_info, print_json_line
 from monai_moco.handlers import RepresentationMonitor
 
 __all__ = [
+    "KERMANY_PATIENT_PATTERN",
     "BUNDLE_CONFIGS",
     "LightlyMoCo",
     "LightlyRunner",
@@ -98,6 +102,8 @@ __all__ = [
 BUNDLE_CONFIGS = ("bundles/moco_resnet50/train.json", "bundles/moco_resnet50/cpu_study.json")
 #: the /proc/cpuinfo flags that decide whether bf16 autocast pays on this CPU
 CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+#: Kermany's patient id in a file name: ``IM-0115`` / ``NORMAL2-IM-1427`` (normal), ``person1`` (pneumonia)
+KERMANY_PATIENT_PATTERN = r"((?:NORMAL2-)?IM-\d+|person\d+)"
 RUNNERS = ("ours", "lightly")
 
 
@@ -615,6 +621,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config_file", nargs="+", default=list(BUNDLE_CONFIGS), help="the bundle's configs")
     parser.add_argument("--dataset_dir", help="class-folder training images (default: the bundle's dataset_dir)")
     parser.add_argument("--monitor_dir", help="class folder of the scoring subset (default: the bundle's monitor_dir)")
+    parser.add_argument(
+        "--monitor_group_pattern", default=KERMANY_PATIENT_PATTERN,
+        help="regular expression for the patient id in the subset's file names ('' splits per image)",
+    )
     parser.add_argument("--target", type=float, default=0.93, help="kNN AUC that ends a runner")
     parser.add_argument("--max_epochs", type=int, help="epochs at most (default: the bundle's epochs)")
     parser.add_argument("--max_seconds", type=float, default=math.inf, help="training seconds at most per runner")
@@ -663,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) is not None
     }
     overrides.update({name: getattr(args, name) for name in ("dataset_dir", "monitor_dir") if getattr(args, name)})
+    overrides["monitor_group_pattern"] = args.monitor_group_pattern or None
     if args.max_epochs:
         overrides["epochs"] = args.max_epochs  # the cosine schedule spans the run
     with tempfile.TemporaryDirectory(prefix="bench_tta_") as tmp:
@@ -692,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_epochs": recipe.epochs,
             "max_seconds": None if math.isinf(args.max_seconds) else args.max_seconds,
             "k": args.k,
+            "monitor_group_pattern": overrides["monitor_group_pattern"],
             "config_file": [str(f) for f in args.config_file],
             "recipe": asdict(recipe),
             "amp": ours.dtype,

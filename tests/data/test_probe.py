@@ -68,3 +68,29 @@ def test_probe_datalists_follows_symlinked_class_folders(kermany_dir, tmp_path):
         (root / cls).symlink_to(kermany_dir / "val" / cls, target_is_directory=True)
     ref, val = probe_datalists(root, num_images=0)
     assert len(ref) + len(val) == 16 and {d["label_name"] for d in ref} == {"NORMAL", "PNEUMONIA"}
+
+
+KERMANY_PATIENT = r"((?:NORMAL2-)?IM-\d+|person\d+)"
+
+
+@pytest.mark.parametrize("num_images", [256, 1024])
+def test_probe_datalists_group_pattern_keeps_patients_on_one_side(kermany_dir, num_images):
+    import re
+
+    ref, val = probe_datalists(kermany_dir / "train", num_images=num_images, group_pattern=KERMANY_PATIENT)
+    patient = {d["image"]: re.search(KERMANY_PATIENT, d["image"]).group(1) for d in ref + val}
+    assert {patient[d["image"]] for d in ref}.isdisjoint(patient[d["image"]] for d in val)
+    assert abs(len(ref) + len(val) - num_images) <= 0.1 * num_images  # whole patients: close to, not exactly, N
+    for part in (ref, val):
+        assert {d["label"] for d in part} == {0, 1}
+    # per image, the same folder puts patients on both sides: what the pattern is for
+    ref_i, val_i = probe_datalists(kermany_dir / "train", num_images=1024)
+    shared = {re.search(KERMANY_PATIENT, d["image"]).group(1) for d in ref_i} & {
+        re.search(KERMANY_PATIENT, d["image"]).group(1) for d in val_i
+    }
+    assert shared
+
+
+def test_probe_datalists_group_pattern_that_matches_nothing(kermany_dir):
+    with pytest.raises(ValueError, match="matched none of the"):
+        probe_datalists(kermany_dir / "train", num_images=64, group_pattern=r"(patient_\d+)")

@@ -88,6 +88,7 @@ def test_target_never_reached(needs_lightly, train_dir: Path, capsys):
     assert recipe["backbone"] == "resnet18" and recipe["batch_size"] == 16 and recipe["image_size"] == 32
     assert recipe["temperature"] == 0.2 and recipe["key_momentum"] == 0.99 and recipe["crop_scale"] == [0.5, 1.0]
     assert set(summary["cpu_flags"]) == set(tta.CPU_FLAGS) and summary["threads"] == 1 and summary["k"] == 20
+    assert summary["monitor_group_pattern"] == tta.KERMANY_PATIENT_PATTERN  # the subset is split by patient
 
 
 def test_from_lines_matches_a_run_stopped_at_the_target(tmp_path: Path):
