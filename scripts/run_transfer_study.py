@@ -2,8 +2,9 @@
 
 The protocol of MoCo-CXR (Sowrirajan et al., "MoCo-CXR: MoCo Pretraining Improves Representation and Transferability
 of Chest X-ray Models", MIDL 2021): backbones from {random init (``scratch``), ImageNet (``imagenet``, only with
-``--imagenet_weights FILE``), SimCLR (Chen et al., ICML 2020), MoCo-v2 (Chen et al., 2020), and MoCo-v2 with a
-ConvStem ViT (``moco_vit``, against its own random init ``scratch_vit``)} are evaluated on {100 %, 10 %, 1 %} of the
+``--imagenet_weights FILE``), SimCLR (Chen et al., ICML 2020), MoCo-v2 (Chen et al., 2020), MoCo-v1 (``moco_v1``, He
+et al., CVPR 2020), supervised contrastive (``supcon``, Khosla et al., NeurIPS 2020) and MoCo-v2 with a ConvStem ViT
+(``moco_vit``, against its own random init ``scratch_vit``)} are evaluated on {100 %, 10 %, 1 %} of the
 training labels (stratified, patient-grouped, nested subsets; several random draws) by
 
 - ``linear``: the frozen-feature linear probe (every image embedded once, an L2 logistic regression per draw with its
@@ -17,7 +18,11 @@ patient-bootstrap 95 % intervals.
 
 MoCo and SimCLR are pretrained first, on the training images only and without labels, with the pretraining bundles
 (``bundles/moco_resnet50``, ``bundles/simclr_resnet50``, ``bundles/moco_vit``; plus ``--pretrain_overlay``) unless
-``--moco_ckpt``/``--simclr_ckpt``/``--moco_vit_ckpt`` name existing checkpoints.
+``--moco_ckpt``/``--simclr_ckpt``/``--moco_vit_ckpt`` name existing checkpoints. The variants are one overlay each
+(:data:`VARIANT_OVERLAYS`, between ``train.json`` and ``--pretrain_overlay``): ``moco_v1`` is ``moco_resnet50`` with
+``moco_v1.json``; ``supcon`` is ``simclr_resnet50`` with ``supcon.json`` and uses the labels of 100 % of the study's
+training part (never its validation or test images: the datalist comes from the same ``transfer_datalists`` split), so
+it is a labelled baseline, not a label-efficient method. ``--moco_v1_ckpt``/``--supcon_ckpt`` reuse checkpoints.
 
 Fine-tuning runs execute **in this process** through MONAI's ``ConfigWorkflow`` (the same code path as
 ``python -m monai.bundle run``), which saves the import cost of a subprocess per run. Each finished run leaves
@@ -54,8 +59,12 @@ PRETRAIN_BUNDLES = {
     "moco": REPO / "bundles" / "moco_resnet50",
     "simclr": REPO / "bundles" / "simclr_resnet50",
     "moco_vit": REPO / "bundles" / "moco_vit",
+    "moco_v1": REPO / "bundles" / "moco_resnet50",
+    "supcon": REPO / "bundles" / "simclr_resnet50",
 }
-STRATEGIES = ("scratch", "imagenet", "simclr", "moco", "scratch_vit", "moco_vit")
+#: the method variants: the overlay merged over their bundle's train.json (before ``--pretrain_overlay``)
+VARIANT_OVERLAYS = {"moco_v1": "moco_v1.json", "supcon": "supcon.json"}
+STRATEGIES = ("scratch", "imagenet", "simclr", "moco", "moco_v1", "supcon", "scratch_vit", "moco_vit")
 MODES = ("linear", "finetune", "knn")
 #: the study of docs/transfer_study.md: ResNet-18 and ConvStemViT-tiny at 64 px, pretraining with cpu_study.json
 PRESETS: dict[str, dict[str, Any]] = {
@@ -137,6 +146,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--moco_ckpt", default=None, help="reuse this MoCo checkpoint instead of pretraining")
     p.add_argument("--simclr_ckpt", default=None, help="reuse this SimCLR checkpoint instead of pretraining")
     p.add_argument("--moco_vit_ckpt", default=None, help="reuse this MoCo ConvStemViT checkpoint")
+    p.add_argument("--moco_v1_ckpt", default=None, help="reuse this MoCo-v1 checkpoint instead of pretraining")
+    p.add_argument("--supcon_ckpt", default=None, help="reuse this SupCon checkpoint instead of pretraining")
     p.add_argument("--imagenet_weights", default=None, help="local torchvision/timm ImageNet state-dict file")
     p.add_argument("--n_bootstrap", type=int, default=None, help="bootstrap resamples for test CIs (default 1000)")
     p.add_argument("--device", default=None, help="cpu, cuda:0, ... (default: cuda when available)")
@@ -236,7 +247,10 @@ def _find_checkpoint(folder: Path) -> Path | None:
 
 
 def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
-    """Pretrain ``moco``, ``simclr`` or ``moco_vit`` on the training images (labels ignored), or reuse a finished run.
+    """Pretrain a strategy of :data:`PRETRAIN_BUNDLES` on the training images, or reuse a finished run.
+
+    Labels are ignored except by ``supcon``, which reads those of the study's training part (``--dataset_dir`` split
+    by ``transfer_datalists`` with ``--seed`` and ``--max_images``, as the transfer runs split it).
 
     Args:
         method: the strategy, a key of :data:`PRETRAIN_BUNDLES`.
@@ -263,7 +277,8 @@ def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
             return ckpt
     bundle = PRETRAIN_BUNDLES[method]
     overlay = args.pretrain_overlay or ("cpu.json" if device == "cpu" else None)
-    files = [bundle / "train.json"] + ([bundle / overlay] if overlay else [])
+    variant = VARIANT_OVERLAYS.get(method)
+    files = [bundle / "train.json"] + ([bundle / variant] if variant else []) + ([bundle / overlay] if overlay else [])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(
@@ -275,6 +290,8 @@ def pretrain(method: str, args: argparse.Namespace, device: str) -> Path:
                                  "num_workers": args.num_workers, "seed": args.seed, "image_size": args.image_size}
     if method != "moco_vit":
         overrides["backbone"] = args.backbone
+    if method == "supcon":  # the labelled datalist is the study's own training part
+        overrides["labelled_dataset_dir"] = str(args.dataset_dir)
     for key, value in (("epochs", args.pretrain_epochs), ("batch_size", args.pretrain_batch_size)):
         if value is not None:
             overrides[key] = value
@@ -332,11 +349,7 @@ def frozen_runs(
     Returns:
         one record per run (also written to ``runs/<run>/record.json``).
     """
-    import numpy as np
-
-    from monai_moco.data import transfer_datalists
-    from monai_moco.evaluation.study import embed_transfer_splits, linear_probe_records
-    from monai_moco.metrics import classification_metrics_with_ci, knn_predict
+    from monai_moco.evaluation.study import embed_transfer_splits, knn_records, linear_probe_records
 
     start = time.time()
     backbone = backbone_of(strategy, args)
@@ -356,16 +369,8 @@ def frozen_runs(
                 n_bootstrap=args.n_bootstrap,
             )[0]
         else:  # knn: weighted vote of the k most similar labelled training images of the draw
-            items = transfer_datalists(args.dataset_dir, fraction / 100.0, draw, seed=args.seed,
-                                       max_images=args.max_images)["train"]
-            idx = np.asarray([feats.pool_rows[str(it["image"])] for it in items])
-            probs = knn_predict(feats.pool.features[idx], feats.pool.labels[idx], feats.test.features).numpy()
-            report = classification_metrics_with_ci(feats.test.labels, probs, "binary", groups=feats.test.groups or None,
-                                                    n_bootstrap=args.n_bootstrap, seed=args.seed)
-            rec = {"fraction": fraction / 100.0, "fraction_pct": fraction, "draw": draw, "mode": "knn",
-                   "auc": report["auc"]["value"], "ci_low": report["auc"]["ci_low"],
-                   "ci_high": report["auc"]["ci_high"], "n_train": len(idx), "n_test": len(feats.test)}
-            rec.update({k: report[k]["value"] for k in ("accuracy", "sensitivity", "specificity") if k in report})
+            rec = knn_records(feats, args.dataset_dir, [fraction / 100.0], [draw], seed=args.seed,
+                              max_images=args.max_images, n_bootstrap=args.n_bootstrap)[0]
         rec.update(_common(strategy, pretrained, args))
         rec["seconds"] = round(time.time() - t0 + embedded / max(1, len(plan)), 1)
         _write_json(rec, Path(args.output_dir) / "runs" / run_name(strategy, mode, fraction, draw) / "record.json")

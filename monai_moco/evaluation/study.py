@@ -4,8 +4,9 @@ A label-fraction study (MoCo-CXR, Sowrirajan et al., MIDL 2021) probes each back
 training labels over several random draws. The frozen features of an image do not depend on the fraction or the
 draw, so :func:`embed_transfer_splits` computes them once per backbone (training pool, validation split, test split)
 and :func:`linear_probe_records` fits one :class:`~monai_moco.evaluation.LogisticProbe` per (fraction, draw) on the
-rows of that draw's subset, exactly the subset ``bundles/cxr_classifier`` trains on for the same
-``(label_fraction, draw, seed)``.
+rows of that draw's subset (:func:`draw_features`), exactly the subset ``bundles/cxr_classifier`` trains on for the
+same ``(label_fraction, draw, seed)``; :func:`knn_records` scores a weighted kNN vote (InstDisc, Wu et al., CVPR
+2018) on the same rows.
 
 ``eval_split="val"`` never touches the test split: the validation split is divided by patient into a half that
 chooses the probe's ``C`` and a half that is scored; it is the split on which recipes are compared.
@@ -24,7 +25,7 @@ import torch
 
 from monai_moco.evaluation.linear_probe import DEFAULT_C_GRID, FeatureSet, LogisticProbe, embed_dataset
 
-__all__ = ["TransferFeatures", "embed_transfer_splits", "linear_probe_records"]
+__all__ = ["TransferFeatures", "draw_features", "embed_transfer_splits", "knn_records", "linear_probe_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,107 @@ def _subset(fs: FeatureSet, idx: np.ndarray) -> FeatureSet:
     )
 
 
+def draw_features(
+    features: TransferFeatures,
+    dataset_dir: str | os.PathLike,
+    fraction: float,
+    draw: int,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    max_images: int = 0,
+) -> FeatureSet:
+    """The rows of ``features.pool`` that form one label-fraction draw of :func:`~monai_moco.data.transfer_datalists`.
+
+    Args:
+        features: from :func:`embed_transfer_splits` (same ``dataset_dir``, ``seed``, ``val_fraction``,
+            ``max_images``).
+        dataset_dir: dataset root, to draw the subset as the classifier bundle does.
+        fraction: label fraction in (0, 1].
+        draw: index of the random draw.
+        seed: seed of the subsets.
+        val_fraction: as in :func:`embed_transfer_splits`.
+        max_images: as in :func:`embed_transfer_splits`.
+
+    Returns:
+        the draw's features, labels, groups and files.
+
+    Raises:
+        ValueError: when an image of the draw is not in the embedded pool (embedded with other settings).
+
+    Example::
+
+        train = draw_features(feats, "data/kermany", 0.01, draw=2)
+    """
+    from monai_moco.data import transfer_datalists
+
+    items = transfer_datalists(dataset_dir, fraction, draw, val_fraction=val_fraction, seed=seed,
+                               max_images=max_images)["train"]
+    missing = [it["image"] for it in items if str(it["image"]) not in features.pool_rows]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} images of fraction {fraction} draw {draw} are not in the embedded training pool (e.g. "
+            f"{missing[0]}); embed with the same dataset_dir/seed/val_fraction/max_images."
+        )
+    return _subset(features.pool, np.asarray([features.pool_rows[str(it["image"])] for it in items]))
+
+
+def _scores(report: dict[str, Any]) -> dict[str, Any]:
+    """AUC with its interval and the other binary metrics' values from ``classification_metrics_with_ci``."""
+    rec = {"auc": report["auc"]["value"], "ci_low": report["auc"]["ci_low"], "ci_high": report["auc"]["ci_high"]}
+    rec.update({name: report[name]["value"] for name in ("accuracy", "sensitivity", "specificity") if name in report})
+    return rec
+
+
+def knn_records(
+    features: TransferFeatures,
+    dataset_dir: str | os.PathLike,
+    fractions: Sequence[float],
+    draws: int | Sequence[int],
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    max_images: int = 0,
+    k: int = 20,
+    n_bootstrap: int = 1000,
+) -> list[dict[str, Any]]:
+    """A weighted kNN vote (``k`` neighbours, :func:`~monai_moco.metrics.knn_predict`) per (fraction, draw), on test.
+
+    Nothing is fitted, so the validation split is not used.
+
+    Args:
+        features: from :func:`embed_transfer_splits`.
+        dataset_dir: dataset root (see :func:`draw_features`).
+        fractions: label fractions in (0, 1].
+        draws: number of draws per fraction, or the draw indices.
+        seed: seed of the subsets and of the bootstrap.
+        val_fraction: as in :func:`embed_transfer_splits`.
+        max_images: as in :func:`embed_transfer_splits`.
+        k: neighbours.
+        n_bootstrap: bootstrap resamples of the intervals.
+
+    Returns:
+        records ``{"fraction", "fraction_pct", "draw", "mode": "knn", "auc", "ci_low", "ci_high", "accuracy",
+        "sensitivity", "specificity", "n_train", "n_test"}``.
+
+    Example::
+
+        records = knn_records(feats, "data/kermany", [1.0], draws=1)
+    """
+    from monai_moco.metrics import classification_metrics_with_ci, knn_predict
+
+    draw_ids = list(range(draws)) if isinstance(draws, int) else list(draws)
+    records = []
+    for fraction in fractions:
+        for draw in draw_ids:
+            train = draw_features(features, dataset_dir, fraction, draw, seed, val_fraction, max_images)
+            probs = knn_predict(train.features, train.labels, features.test.features, k=k).numpy()
+            report = classification_metrics_with_ci(features.test.labels, probs, "binary",
+                                                    groups=features.test.groups or None, n_bootstrap=n_bootstrap,
+                                                    seed=seed)
+            records.append({"fraction": float(fraction), "fraction_pct": 100.0 * float(fraction), "draw": int(draw),
+                            "mode": "knn", **_scores(report), "n_train": len(train), "n_test": len(features.test)})
+    return records
+
+
 def linear_probe_records(
     features: TransferFeatures,
     dataset_dir: str | os.PathLike,
@@ -149,7 +251,7 @@ def linear_probe_records(
     Raises:
         ValueError: for an unknown ``eval_split`` or a subset image missing from the features.
     """
-    from monai_moco.data import group_train_val_split, transfer_datalists
+    from monai_moco.data import group_train_val_split
     from monai_moco.metrics.classification import classification_metrics_with_ci
 
     if eval_split not in ("test", "val"):
@@ -164,15 +266,7 @@ def linear_probe_records(
     records = []
     for fraction in fractions:
         for draw in draw_ids:
-            items = transfer_datalists(dataset_dir, fraction, draw, val_fraction=val_fraction, seed=seed,
-                                       max_images=max_images)["train"]
-            missing = [it["image"] for it in items if str(it["image"]) not in features.pool_rows]
-            if missing:
-                raise ValueError(
-                    f"linear_probe_records: {len(missing)} images of fraction {fraction} draw {draw} are not in the "
-                    f"embedded training pool (e.g. {missing[0]}); embed with the same dataset_dir/seed/max_images."
-                )
-            train = _subset(features.pool, np.asarray([features.pool_rows[str(it["image"])] for it in items]))
+            train = draw_features(features, dataset_dir, fraction, draw, seed, val_fraction, max_images)
             probe = LogisticProbe(c_grid=c_grid).fit(train.features, train.labels, select.features, select.labels)
             report = classification_metrics_with_ci(
                 score.labels, probe.predict_proba(score.features), "binary",
@@ -181,12 +275,8 @@ def linear_probe_records(
             )
             rec: dict[str, Any] = {
                 "fraction": float(fraction), "fraction_pct": 100.0 * float(fraction), "draw": int(draw),
-                "mode": "linear", "eval_split": eval_split,
-                "auc": report["auc"]["value"], "ci_low": report["auc"]["ci_low"], "ci_high": report["auc"]["ci_high"],
+                "mode": "linear", "eval_split": eval_split, **_scores(report),
             }
-            for name in ("accuracy", "sensitivity", "specificity"):
-                if name in report:
-                    rec[name] = report[name]["value"]
             rec.update({"n_train": len(train), "n_val": len(select), "n_test": len(score), "probe_c": probe.c,
                         "probe_val_auc": probe.summary()["val_auc"]})
             records.append(rec)
