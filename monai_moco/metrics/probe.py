@@ -156,7 +156,9 @@ def logistic_probe(
     """Class probabilities of ``query_features`` from a logistic regression fitted on labelled training features.
 
     The linear probe of self-supervised evaluation (He et al. 2020; Chen et al. 2020), fitted by scikit-learn's
-    ``LogisticRegression`` (L-BFGS, L2 penalty of strength ``1 / c``) on L2-normalised features.
+    ``LogisticRegression`` (L-BFGS, L2 penalty of strength ``1 / c``) on L2-normalised features. A fixed ``c``
+    suits a quick score during training (the monitor's ``probe="logistic"``); the transfer study's probe, whose
+    strength is chosen on a validation split, is :class:`monai_moco.evaluation.LogisticProbe`.
 
     Args:
         train_features: ``N x F`` features of the labelled training set.
