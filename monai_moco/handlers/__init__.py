@@ -1,5 +1,5 @@
 """Ignite handlers: atomic checkpoint saver, representation (kNN) monitor, patch heat-map writer, classification report,
-detection mAP metric, run-duration estimate, contrastive stats (the non-finite-loss guard is in the engines:
+detection mAP metric, run-duration estimate, per-epoch seeding of data transforms, contrastive stats (the non-finite-loss guard is in the engines:
 ``monai_moco.engines.NonFiniteLossError``).
 """
 
@@ -10,6 +10,7 @@ from monai_moco.utils.io import write_json_atomic as write_json_atomic  # define
 from .checkpoint_saver import AtomicCheckpointSaver as AtomicCheckpointSaver
 from .classification_report import ClassificationReport as ClassificationReport
 from .detection_map import DetectionMAP as DetectionMAP
+from .epoch_seeds import EpochSeededTransforms as EpochSeededTransforms
 from .heatmap_writer import PatchHeatmapWriter as PatchHeatmapWriter
 from .mlflow_tracking import BundleMLFlowHandler as BundleMLFlowHandler
 from .mlflow_tracking import tracking_output_transform as tracking_output_transform
