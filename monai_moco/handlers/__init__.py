@@ -1,6 +1,6 @@
 """Ignite handlers: atomic checkpoint saver, representation (kNN) monitor, patch heat-map writer, classification report,
-detection mAP metric, run-duration estimate, per-epoch seeding of data transforms, contrastive stats (the non-finite-loss guard is in the engines:
-``monai_moco.engines.NonFiniteLossError``).
+detection mAP metric, run-duration estimate, per-epoch seeding of data transforms, contrastive stats (the non-finite-loss
+guard is in the engines: ``monai_moco.engines.NonFiniteLossError``).
 """
 
 from __future__ import annotations
