@@ -13,6 +13,7 @@ subsets of a box datalist with :func:`monai_moco.data.group_train_val_split` and
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -216,12 +217,7 @@ def box_split_datalists(
     label_fraction: float = 1.0,
     draw: int = 0,
     image_root: str | os.PathLike | None = None,
-    fractions: Sequence[float] = (1.0, 0.25, 0.1),
-    draws: int = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
-    stratify_key: str | None = "view",
-    seed: int = 0,
+    **split_options: Any,
 ) -> dict[str, Any]:
     """Train / validation / test datalists of a COCO box file for one ``(label_fraction, draw)`` of a study.
 
@@ -234,12 +230,9 @@ def box_split_datalists(
             one draw stay nested).
         draw: which draw of that fraction (below ``draws``).
         image_root: folder the file names are relative to; None uses the JSON's folder.
-        fractions: every fraction of the study (the nesting is built over them).
-        draws: draws per fraction.
-        val_fraction: fraction of all images for validation.
-        test_fraction: fraction of all images for test.
-        stratify_key: item field to stratify on (the view by default); None does not stratify.
-        seed: split seed.
+        split_options: ``fractions`` (every fraction of the study: the nesting is built over them), ``draws``,
+            ``val_fraction``, ``test_fraction``, ``stratify_key`` and ``seed`` of :func:`box_datalist_splits`
+            (same defaults).
 
     Returns:
         ``{"train", "val", "test": datalists, "class_names": [...], "patient_ids": {"train"|"val"|"test": sorted
@@ -248,14 +241,21 @@ def box_split_datalists(
     Raises:
         ValueError: when ``label_fraction`` is not in ``fractions`` or ``draw`` is not below ``draws`` (the study's
             values are named), or as :func:`coco_box_datalist` and :func:`box_datalist_splits`.
+        TypeError: for an unknown split option (the known ones are listed).
 
     Example::
 
         lists = box_split_datalists("../shared/data/cxr_lung_boxes/boxes_coco.json", label_fraction=0.1, draw=2)
         len(lists["train"]), len(lists["val"]), len(lists["test"])
     """
-    keys = [_fraction_key(f) for f in fractions]
-    if _fraction_key(label_fraction) not in keys:
+    defaults = inspect.signature(box_datalist_splits).parameters
+    known = sorted(set(defaults) - {"datalist"})
+    unknown = sorted(set(split_options) - set(known))
+    if unknown:
+        raise TypeError(f"box_split_datalists: unknown split option(s) {unknown}; known: {known}.")
+    fractions = split_options.get("fractions", defaults["fractions"].default)
+    draws = split_options.get("draws", defaults["draws"].default)
+    if _fraction_key(label_fraction) not in [_fraction_key(f) for f in fractions]:
         raise ValueError(
             f"label_fraction {label_fraction!r} is not one of the study's fractions {list(fractions)}; add it to "
             "fractions so its subsets are nested with the others."
@@ -263,10 +263,7 @@ def box_split_datalists(
     if not 0 <= int(draw) < int(draws):
         raise ValueError(f"draw must be in 0..{int(draws) - 1} (draws={draws}), got {draw}.")
     items = coco_box_datalist(annotation_file, image_root=image_root)
-    split = box_datalist_splits(
-        items, fractions=fractions, draws=draws, val_fraction=val_fraction, test_fraction=test_fraction,
-        stratify_key=stratify_key, seed=seed,
-    )
+    split = box_datalist_splits(items, **split_options)
     out: dict[str, Any] = {
         "train": [items[i] for i in split["train"][_fraction_key(label_fraction)][str(int(draw))]],
         "val": [items[i] for i in split["val"]],

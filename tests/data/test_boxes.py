@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monai_moco.data import box_datalist_splits, coco_box_datalist
+from monai_moco.data import box_datalist_splits, box_split_datalists, coco_box_datalist
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,17 @@ def test_split_errors(lung_items):
         box_datalist_splits(lung_items, draws=0)
     with pytest.raises(ValueError, match="fraction"):
         box_datalist_splits(lung_items, fractions=(25,))
+
+
+def test_split_datalists_of_one_run(lung_boxes_dir: Path):
+    lists = box_split_datalists(lung_boxes_dir / "boxes_coco.json", label_fraction=0.25, draw=1, seed=0)
+    split = box_datalist_splits(coco_box_datalist(lung_boxes_dir / "boxes_coco.json"), seed=0)
+    assert len(lists["train"]) == len(split["train"]["0.25"]["1"]) and len(lists["test"]) == len(split["test"])
+    assert lists["class_names"] == ["Right Lung", "Left Lung"] and lists["n_pool"] == len(split["pool"])
+    assert not set(lists["patient_ids"]["train"]) & set(lists["patient_ids"]["test"])
+    with pytest.raises(ValueError, match=r"label_fraction 0.5 is not one of the study's fractions \[1.0, 0.25, 0.1\]"):
+        box_split_datalists(lung_boxes_dir / "boxes_coco.json", label_fraction=0.5)
+    with pytest.raises(ValueError, match=r"draw must be in 0..2"):
+        box_split_datalists(lung_boxes_dir / "boxes_coco.json", draw=3)
+    with pytest.raises(TypeError, match=r"unknown split option\(s\) \['val_fration'\]"):
+        box_split_datalists(lung_boxes_dir / "boxes_coco.json", val_fration=0.2)
