@@ -82,7 +82,7 @@ def evaluate_detector(
     with torch.no_grad():
         for batch in loader:
             images, batch_targets = detection_prepare_batch(batch, device)
-            for item, pred, target in zip(batch, detector(images), batch_targets):
+            for item, pred, target in zip(batch, detector(images), batch_targets, strict=True):
                 if item.get("patient_id") is None:
                     raise ValueError(f"evaluate_detector: test item {item.get('image', '?')!r} has no 'patient_id'.")
                 pred = {k: v.detach().cpu() for k, v in pred.items()}

@@ -79,7 +79,7 @@ def match_detections(
     """
     if len(preds) != len(targets):
         raise ValueError(f"match_detections: {len(preds)} predictions but {len(targets)} targets; one per image.")
-    for i, (p, t) in enumerate(zip(preds, targets)):
+    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
         missing = [f"pred[{k!r}]" for k in ("boxes", "labels", score_key) if k not in p]
         missing += [f"target[{k!r}]" for k in ("boxes", "labels") if k not in t]
         if missing:

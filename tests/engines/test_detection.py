@@ -48,7 +48,7 @@ def test_train_and_validate_in_monai_engines():
     out = trainer.state.output
     assert set(out) == {"loss", "cls_loss", "box_loss"} and torch.isfinite(out["loss"])
     assert out["loss"] == pytest.approx(float(out["cls_loss"] + out["box_loss"]))
-    assert any(not torch.equal(a, b) for a, b in zip(before, detector.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, detector.parameters(), strict=True))
     evaluator.run()
     assert 0.0 <= evaluator.state.metrics["val_map"] <= 1.0
     assert evaluator.state.output["patient_id"] == ["p1", "p1"] and evaluator.state.output["image_id"] == [2, 3]

@@ -52,7 +52,7 @@ def test_perfect_detector_report_and_predictions(lung_test, lung_boxes_dir: Path
     assert json.loads((tmp_path / "m.json").read_text())["map_50_95"]["value"] == pytest.approx(1.0)
     preds = json.loads((tmp_path / "p.json").read_text())
     originals = coco_box_datalist(lung_boxes_dir / "boxes_coco.json")[:6]
-    for rec, item in zip(preds, originals):  # back in the COCO file's pixel (x_min, y_min, x_max, y_max)
+    for rec, item in zip(preds, originals, strict=True):  # back in the COCO file's pixel (x_min, y_min, x_max, y_max)
         assert rec["image_id"] == item["image_id"] and rec["labels"] == ["Right Lung", "Left Lung"]
         torch.testing.assert_close(torch.tensor(rec["boxes_xyxy"]), torch.from_numpy(item["boxes"]), atol=0.2, rtol=0)
 

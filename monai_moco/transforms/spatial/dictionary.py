@@ -103,7 +103,7 @@ class LetterboxBoxd(MapTransform):
             raise ValueError(
                 f"LetterboxBoxd: {len(self.keys)} box key(s) {self.keys} but {len(refs)} reference image key(s) {refs}."
             )
-        self.ref_of = dict(zip(self.keys, refs))
+        self.ref_of = dict(zip(self.keys, refs, strict=True))
         self.mapper = LetterboxBox()
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:

@@ -35,7 +35,7 @@ def test_box_marks_the_same_pixels_on_a_real_radiograph(lung_boxes_dir: Path):
     full = LoadXRayd("image")(dict(item))["image"][0]
     out = LetterboxBoxd("boxes", "image")(LoadXRayd("image", spatial_size=256)(dict(item)))
     assert out["image"].shape == (1, 256, 256) and out["boxes"].shape == (2, 4)
-    for (x0, y0, x1, y1), (r0, c0, r1, c1) in zip(item["boxes"], out["boxes"].tolist()):
+    for (x0, y0, x1, y1), (r0, c0, r1, c1) in zip(item["boxes"], out["boxes"].tolist(), strict=True):
         original = float(full[int(y0) : int(y1), int(x0) : int(x1)].mean())
         moved = float(out["image"][0, round(r0) : round(r1), round(c0) : round(c1)].mean())
         assert abs(original - moved) < 0.02, (original, moved)
