@@ -25,7 +25,9 @@ STRATEGY_COLOURS: dict[str, str] = {
     "scratch": "tab:gray",
     "imagenet": "tab:blue",
     "simclr": "tab:green",
+    "supcon": "tab:olive",
     "moco": "tab:red",
+    "moco_v1": "tab:orange",
     "scratch_vit": "tab:brown",
     "moco_vit": "tab:purple",
 }

@@ -94,6 +94,62 @@ def test_knn_and_small_fraction_draws(study, kermany_dir, tmp_path):
         assert 0.0 <= r["ci_low"] <= r["auc"] <= r["ci_high"] <= 1.0 and r["n_test"] == 200, r
 
 
+@pytest.mark.parametrize(
+    "method,overlay,bundle", [("moco_v1", "moco_v1.json", "moco_resnet50"), ("supcon", "supcon.json", "simclr_resnet50")]
+)
+def test_variant_pretraining_composes_the_overlay(study, method, overlay, bundle, kermany_dir, tmp_path, monkeypatch):
+    """``moco_v1``/``supcon`` pretrain through their bundle with the variant overlay between train.json and
+    --pretrain_overlay; SupCon is pointed at the study's own dataset, so its labels come from the same split."""
+    calls = []
+
+    def fake_run_bundle(files, **overrides):
+        calls.append(([Path(f).name for f in files], [Path(f).parent.name for f in files], overrides))
+        ckpt = Path(overrides["output_dir"]) / "checkpoints" / "last.pt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+
+    monkeypatch.setattr(study, "run_bundle", fake_run_bundle)
+    args = study.parse_args(["--preset", "cpu_study", "--dataset_dir", str(kermany_dir), "--output_dir",
+                             str(tmp_path), "--strategies", method])
+    ckpt = study.pretrain(method, args, "cpu")
+    assert ckpt == tmp_path / "pretrain" / method / "checkpoints" / "last.pt"
+    (names, bundles, overrides), = calls
+    assert names == ["train.json", overlay, "cpu_study.json"] and set(bundles) == {bundle}
+    assert overrides["dataset_dir"] == str(kermany_dir / "train") and overrides["backbone"] == "resnet18"
+    assert overrides.get("labelled_dataset_dir") == (str(kermany_dir) if method == "supcon" else None)
+    assert json.loads((tmp_path / "pretrain" / method / "done.json").read_text())["checkpoint"] == str(ckpt)
+    # a given checkpoint is reused without pretraining
+    given = _moco_checkpoint(tmp_path / f"{method}.pt")
+    reuse = study.parse_args(["--output_dir", str(tmp_path / "other"), f"--{method}_ckpt", str(given)])
+    assert study.pretrain(method, reuse, "cpu") == given and len(calls) == 1
+    missing = study.parse_args([f"--{method}_ckpt", str(tmp_path / "nope.pt")])
+    with pytest.raises(FileNotFoundError, match=f"--{method}_ckpt"):
+        study.pretrain(method, missing, "cpu")
+
+
+def test_supcon_overlay_datalist_is_the_study_training_split(kermany_dir):
+    """The SupCon overlay's datalist is exactly the study's training part at 100 %: no validation or test image and no
+    patient shared with validation (the leakage rule), all of it labelled."""
+    from monai.bundle import ConfigParser
+
+    from monai_moco.data import transfer_datalists
+
+    bundle = SCRIPT.parents[1] / "bundles" / "simclr_resnet50"
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "train.json"), str(bundle / "supcon.json"), str(bundle / "cpu_study.json")])
+    parser["labelled_dataset_dir"] = str(kermany_dir)
+    parser["max_images"] = 400
+    items = parser.get_parsed_content("train#datalist")
+    lists = transfer_datalists(kermany_dir, seed=0, max_images=400)
+    assert [it["image"] for it in items] == [it["image"] for it in lists["train"]]
+    images = {str(it["image"]) for it in items}
+    assert not images & {str(it["image"]) for it in lists["val"] + lists["test"]}
+    assert not {it["group"] for it in items} & {it["group"] for it in lists["val"]}
+    assert {int(it["label"]) for it in items} == {0, 1}
+    assert parser.get_parsed_content("train#trainer#label_key") == "label"
+    assert type(parser.get_parsed_content("loss")).__name__ == "SupConLoss"
+
+
 def test_args_defaults_and_imagenet_needs_a_file(study):
     args = study.parse_args([])
     assert args.strategies == ["scratch", "simclr", "moco"] and args.fractions == [100.0, 10.0, 1.0]
