@@ -47,7 +47,7 @@ class NTXentLoss(_Loss):
     ) -> None:
         super().__init__(reduction=look_up_option(reduction, LossReduction).value)
         if temperature <= 0:
-            raise ValueError(f"NTXentLoss: temperature must be > 0, got {temperature}.")
+            raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature}.")
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
 

@@ -14,16 +14,16 @@ DDP gathering and the float32 computation under autocast are the same.
 from __future__ import annotations
 
 import torch
-from monai.utils import LossReduction, look_up_option
-from torch.nn.modules.loss import _Loss
+from monai.utils import LossReduction
 
+from monai_moco.losses.nt_xent import NTXentLoss
 from monai_moco.losses.utils import multi_view_logits
 from monai_moco.utils.dist import concat_all_gather, get_world_size
 
 __all__ = ["SupConLoss"]
 
 
-class SupConLoss(_Loss):
+class SupConLoss(NTXentLoss):
     """Supervised contrastive loss over ``V >= 2`` views and class labels (Khosla et al. NeurIPS 2020, ``L_out``).
 
     Inputs are ``B x V x D`` features (the layout of the paper's reference code) or two ``B x D`` views, as the
@@ -31,6 +31,7 @@ class SupConLoss(_Loss):
     is contrasted with all other ``V * N - 1`` embeddings (``N`` = global batch under DDP); its positives are all of
     them with the anchor's label. The loss is averaged over anchors. The reference code's extra factor
     ``temperature / base_temperature`` is 1 here (its default); scale the loss yourself to reproduce other settings.
+    It extends :class:`~monai_moco.losses.NTXentLoss` (same arguments), of which it is the labelled generalisation.
 
     Args:
         temperature: softmax temperature ``T > 0`` (the paper: 0.1).
@@ -46,18 +47,6 @@ class SupConLoss(_Loss):
         loss = loss_fn(projector(encoder(view1)), projector(encoder(view2)), labels=labels)  # labels: B
         loss = loss_fn(torch.stack([z1, z2], dim=1), labels=labels)  # B x 2 x D
     """
-
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        gather_distributed: bool = True,
-        reduction: LossReduction | str = LossReduction.MEAN,
-    ) -> None:
-        super().__init__(reduction=look_up_option(reduction, LossReduction).value)
-        if temperature <= 0:
-            raise ValueError(f"SupConLoss: temperature must be > 0, got {temperature}.")
-        self.temperature = float(temperature)
-        self.gather_distributed = gather_distributed
 
     def forward(
         self, z1: torch.Tensor, z2: torch.Tensor | None = None, labels: torch.Tensor | None = None
