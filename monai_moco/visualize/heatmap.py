@@ -10,6 +10,11 @@ What a network looked at, three ways, each a :class:`HeatMap` (a grid over the i
 * ``"gradient"``: the absolute input gradient of the class (Simonyan et al., ICLR workshop 2014), which any
   differentiable model has.
 
+For measuring where a map points (:mod:`monai_moco.metrics.heatmap_faithfulness`) the un-normalised masses are
+needed: :func:`topk_pooling_weights` gives the weight each patch has in the top-K head's pooled embedding (zero outside
+the kept K), :func:`gradcam_maps` the ReLU'd Grad-CAM of a batch at the target layer's own resolution, and
+:func:`draw_boxes` outlines reference boxes on an overlay.
+
 The head is found by type: ``isinstance`` for an eager module, the TorchScript class type for a scripted one (an
 exported model keeps its classes' qualified names, not their Python types). Maps are drawn by
 :func:`heatmap_overlay`: upsampled bilinearly, min-max normalised, coloured with a matplotlib colormap and blended
@@ -38,6 +43,8 @@ from monai_moco.networks.blocks import TopKPatchHead
 __all__ = [
     "HeatMap",
     "classifier_heatmap",
+    "draw_boxes",
+    "gradcam_maps",
     "gradcam_heatmap",
     "heatmap_overlay",
     "input_gradient_heatmap",
@@ -45,6 +52,7 @@ __all__ = [
     "patch_score_map",
     "patch_scores",
     "token_grid",
+    "topk_pooling_weights",
     "write_rgb_png",
 ]
 
@@ -297,6 +305,129 @@ def patch_score_map(
     span = maps.amax(dim=(1, 2), keepdim=True) - lo
     maps = torch.where(span > 0, (maps - lo) / span.clamp_min(1e-12), torch.zeros_like(maps))
     return maps[0] if squeeze else maps
+
+
+def _topk_head(network: nn.Module) -> nn.Module:
+    head = getattr(network, "patch_head", None)
+    if head is not None and is_topk_patch_head(head):
+        return head
+    heads = [c for c in network.children() if is_topk_patch_head(c)]
+    if len(heads) != 1:
+        raise ValueError(f"topk_pooling_weights: {type(network).__name__} has no (single) TopKPatchHead.")
+    return heads[0]
+
+
+def topk_pooling_weights(network: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight of every patch in a top-K head's pooled embedding, laid out on the token grid.
+
+    For ``pooling="weighted"`` (K > 1) the kept patches carry ``softmax(kept_scores / temperature)`` and the rest 0,
+    exactly the weights :class:`~monai_moco.networks.blocks.TopKPatchHead` averages the tokens with; for ``"mean"``,
+    ``"concat"`` or K = 1 each kept patch carries ``1 / K``. Each map sums to 1: the share of the embedding a patch
+    contributes (Cordonnier et al., "Differentiable Patch Selection for Image Recognition", CVPR 2021).
+
+    Args:
+        network: an encoder with a top-K head (a layout :func:`patch_scores` understands), e.g.
+            :class:`~monai_moco.networks.nets.ContrastiveEncoder`.
+        images: ``B x C x H x W`` on the network's device.
+
+    Returns:
+        ``(weights B x h x w, indices B x K)`` on the CPU, ``(h, w)`` the token grid.
+
+    Raises:
+        ValueError: when the network has no top-K head.
+
+    Example::
+
+        weights, kept = topk_pooling_weights(encoder, images)  # weights[i].sum() == 1
+    """
+    scores, indices, grid = patch_scores(network, images)
+    head = _topk_head(network)
+    kept = scores.gather(1, indices) / float(getattr(head, "temperature", 1.0))
+    if getattr(head, "pooling", "weighted") == "weighted" and indices.shape[1] > 1:
+        w = torch.softmax(kept, dim=1)
+    else:
+        w = torch.full_like(kept, 1.0 / indices.shape[1])
+    maps = torch.zeros_like(scores).scatter_(1, indices, w)
+    return maps.reshape(scores.shape[0], *grid), indices
+
+
+def gradcam_maps(model: nn.Module, images: torch.Tensor, class_index: int, layer: str = "layer4") -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., ICCV 2017) of a batch at ``layer`` of a ResNet classifier, not upsampled.
+
+    ``monai.visualize.GradCAM.compute_map``: ``ReLU(sum_c mean(dlogit/dA_c) * A_c)`` on the layer's own grid (e.g.
+    2 x 2 at ``layer4`` of a ResNet on 64 px input), without the min-max normalisation of the displayed map, so the
+    values are a mass. The model runs in eval mode (each image's map depends on that image only).
+
+    Args:
+        model: a classifier with a torchvision-layout ResNet ``backbone`` and a linear ``head``, e.g. a frozen
+            :class:`~monai_moco.networks.nets.XRayClassifier` (features are recomputed with gradients).
+        images: ``B x C x H x W``.
+        class_index: the logit to explain (1 = pneumonia for the Kermany classifiers).
+        layer: the ResNet stage whose activations are weighted (``"layer1"`` ... ``"layer4"``).
+
+    Returns:
+        ``B x h x w`` float tensor (non-negative) on the CPU.
+
+    Raises:
+        ValueError: when the model is not such a ResNet classifier or ``layer`` is not a stage.
+
+    Example::
+
+        cams = gradcam_maps(classifier, images, class_index=1)  # B x 2 x 2 for 64 px input
+    """
+    backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
+    names = dict(backbone.named_children()) if backbone is not None else {}
+    if head is None or not all(n in names for n in _RESNET_STAGES):
+        raise ValueError(
+            f"gradcam_maps: {type(model).__name__} needs a torchvision-layout ResNet 'backbone' ({_RESNET_STAGES}) "
+            "and a linear 'head'."
+        )
+    if layer not in _RESNET_STAGES[4:]:
+        raise ValueError(f"gradcam_maps: layer must be one of {_RESNET_STAGES[4:]}, got {layer!r}.")
+    staged = _StagedClassifier([names[n] for n in _RESNET_STAGES], head)
+    with eval_mode(staged), torch.enable_grad():
+        cam = GradCAM(nn_module=staged, target_layers=f"features.{_RESNET_STAGES.index(layer)}")
+        maps = cam.compute_map(images.clone().requires_grad_(True), class_idx=class_index)
+    return maps[:, 0].detach().float().cpu()
+
+
+def draw_boxes(
+    rgb: np.ndarray, boxes: torch.Tensor | np.ndarray, colour: Sequence[int] = (255, 255, 255), scale: float = 1.0
+) -> np.ndarray:
+    """Outline boxes on an RGB image (a copy), e.g. reference lung boxes on a :func:`heatmap_overlay`.
+
+    Args:
+        rgb: ``H x W x 3`` uint8.
+        boxes: ``N x 4`` ``(row_min, col_min, row_max, col_max)`` in pixels of the frame the image shows before
+            ``scale`` (the image axis order, as :class:`~monai_moco.transforms.LetterboxBox` returns them).
+        colour: RGB of the outline.
+        scale: factor from box coordinates to ``rgb`` pixels (e.g. 4 for a 64 px frame drawn at 256 px).
+
+    Returns:
+        the outlined ``H x W x 3`` uint8 copy.
+
+    Raises:
+        ValueError: if ``rgb`` is not ``H x W x 3`` uint8 or ``boxes`` is not ``N x 4``.
+
+    Example::
+
+        rgb = draw_boxes(heatmap_overlay(image, scores, (8, 8)), lung_boxes, colour=(0, 255, 0))
+    """
+    out = np.array(rgb, copy=True)
+    if out.ndim != 3 or out.shape[-1] != 3 or out.dtype != np.uint8:
+        raise ValueError(f"draw_boxes: expected an H x W x 3 uint8 image, got {out.dtype} {list(out.shape)}.")
+    b = np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"draw_boxes: boxes must be N x 4 (row_min, col_min, row_max, col_max), got {list(b.shape)}.")
+    h, w = out.shape[:2]
+    for r0, c0, r1, c1 in np.rint(b * scale).astype(int):
+        r0, r1 = int(np.clip(r0, 0, h - 1)), int(np.clip(r1 - 1, 0, h - 1))
+        c0, c1 = int(np.clip(c0, 0, w - 1)), int(np.clip(c1 - 1, 0, w - 1))
+        out[r0, c0 : c1 + 1] = colour
+        out[r1, c0 : c1 + 1] = colour
+        out[r0 : r1 + 1, c0] = colour
+        out[r0 : r1 + 1, c1] = colour
+    return out
 
 
 def _gray_image(image: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -10,15 +10,18 @@ import torch
 from monai.visualize import GradCAM
 from PIL import Image
 
-from monai_moco.networks.blocks import TopKPatchHead
-from monai_moco.networks.nets import XRayClassifier, build_backbone
+from monai_moco.networks.blocks import MoCoV2ProjectionHead, TopKPatchHead
+from monai_moco.networks.nets import ContrastiveEncoder, XRayClassifier, build_backbone
 from monai_moco.visualize.heatmap import (
     classifier_heatmap,
+    draw_boxes,
+    gradcam_maps,
     heatmap_overlay,
     is_topk_patch_head,
     patch_score_map,
     patch_scores,
     token_grid,
+    topk_pooling_weights,
     write_rgb_png,
 )
 
@@ -128,3 +131,54 @@ def test_input_gradient_is_the_fallback_and_no_gradient_is_an_error() -> None:
                             frozen=True).eval()
     with pytest.raises(RuntimeError, match="no gradient"):
         classifier_heatmap(frozen, torch.rand(1, 1, 32, 32), class_index=0)
+
+
+@pytest.mark.parametrize("pooling, k", [("weighted", 4), ("mean", 4), ("weighted", 1)])
+def test_topk_pooling_weights_are_the_heads_pooling_weights_on_the_token_grid(pooling: str, k: int) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("convstem_vit_tiny", in_channels=1, img_size=32, patch_size=8, pooling="none")
+    head = TopKPatchHead(backbone.out_features, k=k, pooling=pooling, temperature=0.5)
+    enc = ContrastiveEncoder(backbone, MoCoV2ProjectionHead(backbone.out_features, 16, 8), patch_head=head).eval()
+    images = torch.rand(3, 1, 32, 32)
+    maps, kept = topk_pooling_weights(enc, images)
+    assert maps.shape == (3, 4, 4) and kept.shape == (3, k)
+    torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(3))
+    scores, indices, _ = patch_scores(enc, images)
+    flat = maps.flatten(1)
+    assert torch.equal((flat > 0).nonzero()[:, 1].sort().values, indices.flatten().sort().values) or k == 1
+    expected = torch.softmax(scores.gather(1, indices) / 0.5, 1) if pooling == "weighted" and k > 1 else 1.0 / k
+    torch.testing.assert_close(flat.gather(1, indices), torch.as_tensor(expected).expand(3, k).float())
+    with torch.no_grad():  # the embedding is the tokens averaged with exactly these weights
+        tokens = enc.backbone(images)
+        torch.testing.assert_close(enc.embed(images), torch.einsum("bn,bnd->bd", flat, tokens), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer, grid", [("layer4", (2, 2)), ("layer3", (4, 4))])
+def test_gradcam_maps_are_monai_gradcam_masses_at_the_layer_resolution(layer: str, grid: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = XRayClassifier(build_backbone("resnet18", in_channels=1), num_classes=2, frozen=True).eval()
+    with torch.no_grad():  # a positive pneumonia weight on the (ReLU, non-negative) features: the CAM is not all zero
+        model.head.weight[1].abs_()
+    images = torch.rand(3, 1, 64, 64)
+    maps = gradcam_maps(model, images, class_index=1, layer=layer)
+    assert maps.shape == (3, *grid) and (maps >= 0).all() and maps.sum() > 0
+    single = gradcam_maps(model, images[1:2], class_index=1, layer=layer)
+    torch.testing.assert_close(maps[1:2], single, atol=1e-5, rtol=1e-4)  # each map depends on its own image only
+    plain = XRayClassifier(model.backbone, num_classes=2).eval().requires_grad_(True)  # same weights, not frozen
+    plain.head = model.head
+    expected = GradCAM(nn_module=plain, target_layers=f"backbone.{layer}").compute_map(images, class_idx=1)[:, 0]
+    torch.testing.assert_close(maps, expected.detach(), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="layer must be one of"):
+        gradcam_maps(model, images, 1, layer="fc")
+    with pytest.raises(ValueError, match="torchvision-layout ResNet"):
+        gradcam_maps(torch.nn.Linear(2, 2), images, 1)
+
+
+def test_draw_boxes_outlines_in_the_image_axis_order() -> None:
+    rgb = np.zeros((16, 16, 3), dtype=np.uint8)
+    out = draw_boxes(rgb, torch.tensor([[1.0, 2.0, 4.0, 8.0]]), colour=(0, 255, 0), scale=2.0)  # rows 2-7, cols 4-15
+    green = (out == np.array([0, 255, 0], dtype=np.uint8)).all(-1)
+    assert green[2, 4:16].all() and green[7, 4:16].all() and green[2:8, 4].all() and green[2:8, 15].all()
+    assert green.sum() == 2 * 12 + 2 * 4 and not rgb.any()  # the input is not modified
+    with pytest.raises(ValueError, match=r"boxes must be N x 4"):
+        draw_boxes(rgb, torch.zeros(2, 3))
