@@ -158,7 +158,7 @@ def test_args_defaults_and_imagenet_needs_a_file(study):
     assert preset.backbone == "resnet18" and preset.image_size == 64 and preset.epochs == 5
     assert preset.small_fraction_draws == 5 and preset.pretrain_overlay == "cpu_study.json"
     assert preset.strategies == ["scratch", "simclr", "moco", "scratch_vit", "moco_vit"]
-    assert preset.finetune_strategies == ["scratch", "simclr", "moco"] and preset.full_finetune_draws == 3
+    assert preset.finetune_strategies == preset.strategies and preset.full_finetune_draws == 3
     assert [study.draws_of(f, m, preset) for f, m in [(100, "linear"), (100, "finetune"), (1, "finetune"),
                                                        (10, "finetune"), (100, "knn")]] == [3, 3, 5, 3, 1]
     one = study.parse_args(["--preset", "cpu_study", "--full_finetune_draws", "1"])
