@@ -188,5 +188,6 @@ def write_detection_tables(
         (output_dir / "summary.md", lambda p: p.write_text(markdown)),
     ])
     if figure is not None:
-        plot_label_fraction_curves(_metric_records(records, "map_50_95"), figure, metric="map_50_95", title=title)
+        plot_label_fraction_curves(_metric_records(records, "map_50_95"), figure, metric="map_50_95",
+                                   title=title, metric_label="mAP@0.5:0.95")
     return markdown

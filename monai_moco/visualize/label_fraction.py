@@ -95,6 +95,7 @@ def plot_label_fraction_curves(
     title: str | None = None,
     modes: Sequence[str] | None = None,
     dpi: int = 110,
+    metric_label: str | None = None,
 ) -> Path:
     """Plot ``metric`` against the label fraction (log axis), one panel per mode, one curve + band per strategy.
 
@@ -106,6 +107,7 @@ def plot_label_fraction_curves(
         title: figure title.
         modes: panel order (default: the modes present, ``linear`` before ``finetune``).
         dpi: resolution of the written image.
+        metric_label: the metric's name on the y axis (default ``metric`` in capitals, e.g. ``AUC``).
 
     Returns:
         the written path.
@@ -155,7 +157,7 @@ def plot_label_fraction_curves(
         ax.set_title(labels.get(mode, mode))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    axes[0].set_ylabel(f"test {metric.upper()} (mean over draws, band: mean 95 % CI)")
+    axes[0].set_ylabel(f"test {metric_label or metric.upper()} (mean over draws, band: mean 95 % CI)")
     axes[0].set_ylim(max(0.0, math.floor(low * 20) / 20), 1.0)
     if title:
         fig.suptitle(title)
