@@ -44,8 +44,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default="runs/detection_study")
-    p.add_argument("--moco_ckpt", default="/work/study/pretrain/moco/checkpoints/last.pt")
-    p.add_argument("--simclr_ckpt", default="/work/study/pretrain/simclr/checkpoints/last.pt")
+    p.add_argument("--moco_ckpt", default="runs/transfer_study/pretrain/moco/checkpoints/last.pt",
+                   help="MoCo ResNet-18 checkpoint (default: where the transfer study's cpu_study preset writes it)")
+    p.add_argument("--simclr_ckpt", default="runs/transfer_study/pretrain/simclr/checkpoints/last.pt",
+                   help="SimCLR ResNet-18 checkpoint (default: where the transfer study's cpu_study preset writes it)")
     p.add_argument("--strategies", nargs="+", default=["scratch", "moco", "simclr"],
                    help="backbone sources: scratch, moco, simclr")
     p.add_argument("--draws", nargs="+", default=["1:1", "0.25:2", "0.1:3"],

@@ -8,9 +8,9 @@ bootstrap intervals, chance levels, the paired difference) and optionally ``over
 
 Example::
 
-    python scripts/score_heatmaps.py --method topk --checkpoint /work/study_heatmaps/moco_vit_topk/checkpoints/last.pt \\
+    python scripts/score_heatmaps.py --method topk --checkpoint runs/heatmaps/moco_vit_topk/checkpoints/last.pt \\
         --patch_size 8 --topk 16 --output_dir runs/heatmap_faithfulness/topk --overlays 0 40 80 120
-    python scripts/score_heatmaps.py --method gradcam --checkpoint /work/study/pretrain/moco/checkpoints/last.pt \\
+    python scripts/score_heatmaps.py --method gradcam --checkpoint runs/transfer_study/pretrain/moco/checkpoints/last.pt \\
         --output_dir runs/heatmap_faithfulness/gradcam_layer4
 """
 

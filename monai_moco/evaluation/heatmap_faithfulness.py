@@ -152,7 +152,7 @@ def topk_encoder(
 
     Example::
 
-        enc = topk_encoder("/work/study_heatmaps/moco_vit_topk/checkpoints/last.pt", 64, 8, 16)
+        enc = topk_encoder("runs/heatmaps/moco_vit_topk/checkpoints/last.pt", 64, 8, 16)
     """
     from monai_moco.networks.blocks import MoCoV2ProjectionHead, TopKPatchHead
     from monai_moco.networks.nets import ContrastiveEncoder, build_backbone
@@ -216,7 +216,7 @@ def probe_classifier(
 
     Example::
 
-        model, info = probe_classifier("/work/study/pretrain/moco/checkpoints/last.pt", "data/kermany", 64)
+        model, info = probe_classifier("runs/transfer_study/pretrain/moco/checkpoints/last.pt", "data/kermany", 64)
     """
     from monai.data import DataLoader
     from monai.transforms import Compose
@@ -506,7 +506,7 @@ def run_heatmap_scoring(
     Example::
 
         run_heatmap_scoring("topk", "../shared/data/cxr_lung_boxes/boxes_coco.json", "runs/heatmaps/topk",
-                            checkpoint="/work/study_heatmaps/moco_vit_topk/checkpoints/last.pt")
+                            checkpoint="runs/heatmaps/moco_vit_topk/checkpoints/last.pt")
     """
     import csv
     import json

@@ -78,7 +78,7 @@ def build_retinanet_detector(
 
     Example::
 
-        backbone = build_backbone("resnet18", in_channels=1, weights="/work/study/pretrain/moco/checkpoints/last.pt")
+        backbone = build_backbone("resnet18", in_channels=1, weights="runs/transfer_study/pretrain/moco/checkpoints/last.pt")
         detector = build_retinanet_detector(backbone, num_classes=2, base_anchor_shapes=[[20, 12], [26, 14]])
         losses = detector([torch.rand(1, 128, 128)], [{"boxes": torch.tensor([[10.0, 8, 90, 50]]),
                                                        "labels": torch.tensor([0])}])
