@@ -45,7 +45,9 @@ JSON lines on stdout, with ``kind``:
   ``train_seconds``, ``stopped`` (``"target"``, ``"max_epochs"`` or ``"max_seconds"``) and ``dtype``; ``ratio``
   (lightly's time-to-target / ours, null unless both reached it); the recipe; the torch and host facts
   (``machine_info``, ``cpu_flags``: ``avx512_bf16``, ``amx_bf16``, ``amx_tile``; ``amp``);
-  ``monitor_group_pattern``; ``target_at_or_below_initial`` (also a warning on stderr) when the untrained network already scores the target.
+  ``monitor_group_pattern``; ``target_at_or_below_initial`` (also a warning on stderr) when the untrained network
+  already scores the target; ``equal_epoch_time_ratio`` (lightly's training time / ours after ``equal_epochs``
+  epochs of each), the speed comparison that stays defined when the target does not decide.
 
 A target only decides when a runner stops, so one run with an unreachable target (``--target 1.01``) gives the
 time-to-target of every lower target: ``--from_lines`` re-summarises saved lines at ``--target`` without training
@@ -515,7 +517,8 @@ def summarise(results: dict[str, dict[str, Any]], target: float) -> dict[str, An
         ``target``, ``runners`` (name -> ``time_to_target``, ``epochs_to_target``, ``initial_knn_auc`` (untrained),
         ``best_knn_auc`` (over the trained epochs), ``epochs``, ``train_seconds``, ``stopped``, ``dtype``) and
         ``ratio``: lightly's time-to-target / ours when both reached it, else None; ``target_at_or_below_initial``:
-        whether an untrained network already scores the target (time-to-target then times one epoch, not learning).
+        whether an untrained network already scores the target (time-to-target then times one epoch, not learning);
+        ``equal_epochs`` and ``equal_epoch_time_ratio``: lightly's training time / ours over the epochs both trained.
 
     Example::
 
@@ -542,7 +545,22 @@ def summarise(results: dict[str, dict[str, Any]], target: float) -> dict[str, An
     ratio = lightly / ours if ours and lightly is not None else None
     initial = [r["initial_knn_auc"] for r in runners.values() if r["initial_knn_auc"] is not None]
     trivial = any(not math.isnan(auc) and auc >= target for auc in initial)
-    return {"target": target, "runners": runners, "ratio": ratio, "target_at_or_below_initial": trivial}
+    return {"target": target, "runners": runners, "ratio": ratio, "target_at_or_below_initial": trivial,
+            **_equal_epoch_ratio(results)}
+
+
+def _equal_epoch_ratio(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """lightly's cumulative training time / ours after the last epoch both runners trained (same recipe, same data).
+
+    Defined even when no runner reaches the target, or when the untrained network already does: then it is the
+    side-by-side speed comparison that remains.
+    """
+    times = [{e: t for e, t, _ in results[n]["history"]} if n in results else {} for n in RUNNERS]
+    common = sorted(set(times[0]) & set(times[1]))
+    if not common or not times[0][common[-1]]:
+        return {"equal_epochs": None, "equal_epoch_time_ratio": None}
+    e = common[-1]
+    return {"equal_epochs": e, "equal_epoch_time_ratio": times[1][e] / times[0][e]}
 
 
 def summary_from_lines(lines: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:

@@ -201,8 +201,11 @@ def test_summarise_ratio_needs_both_runners():
                                              "initial_knn_auc": None, "best_knn_auc": 0.91,
                                              "epochs": 2, "train_seconds": 100.0, "stopped": "max_epochs",
                                              "dtype": "float32"}  # fmt: skip
+    assert summary["equal_epochs"] == 1 and summary["equal_epoch_time_ratio"] == pytest.approx(50.0 / 30.0)
     results["lightly"]["history"].append((3, 120.0, 0.94))
     assert tta.summarise(results, 0.93)["ratio"] == pytest.approx(4.0)
+    alone = tta.summarise({"ours": results["ours"]}, 0.93)
+    assert alone["equal_epochs"] is None and alone["equal_epoch_time_ratio"] is None
 
 
 def test_cpu_flags_names():
