@@ -222,7 +222,7 @@ def load_bundle(config_files: Sequence[str | Path], overrides: dict[str, Any]) -
 
     Example::
 
-        parser = load_bundle(BUNDLE_CONFIGS, {"output_dir": "/tmp/tta"})
+        parser = load_bundle(BUNDLE_CONFIGS, {"output_dir": "runs/tta"})
     """
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files])
