@@ -69,7 +69,9 @@ def embed_transfer_splits(
         weights: local checkpoint of the backbone (ours, MoCo-CXR, torchvision/timm), or None for random init.
         dataset_dir: dataset root (see :func:`~monai_moco.data.transfer_datalists`).
         image_size: side of the loaded (letterboxed) image.
-        seed: seed of the validation split (as the classifier bundle's ``seed``).
+        seed: seed of the validation split (as the classifier bundle's ``seed``) and of the backbone's random
+            initialisation, drawn from a forked generator: a random-init baseline is the same network whatever ran
+            before it in the process, and the caller's random state is left as it was.
         val_fraction: share of the training images held out for validation.
         max_images: 0 = all; else seeded caps as in ``transfer_datalists``.
         cache: decode-once cache (``"disk"``, ``"memory"``, ``"none"``).
@@ -95,13 +97,15 @@ def embed_transfer_splits(
     from monai_moco.transforms import LoadXRayd
 
     lists = transfer_datalists(dataset_dir, 1.0, 0, val_fraction=val_fraction, seed=seed, max_images=max_images)
-    net = build_backbone(backbone, in_channels=1, weights=weights or None, **(backbone_kwargs or {}))
-    model = XRayClassifier(net, num_classes=2, frozen=True).to(device)
     transform = Compose([LoadXRayd(keys="image", spatial_size=image_size)])
     out: dict[str, FeatureSet] = {}
-    for split in ("train", "val", "test"):
-        ds = make_dataset(lists[split], transform, cache=cache, cache_dir=cache_dir, progress=progress)
-        out[split] = embed_dataset(model, DataLoader(ds, batch_size=batch_size, shuffle=False), progress=progress)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_backbone(backbone, in_channels=1, weights=weights or None, **(backbone_kwargs or {}))
+        model = XRayClassifier(net, num_classes=2, frozen=True).to(device)
+        for split in ("train", "val", "test"):
+            ds = make_dataset(lists[split], transform, cache=cache, cache_dir=cache_dir, progress=progress)
+            out[split] = embed_dataset(model, DataLoader(ds, batch_size=batch_size, shuffle=False), progress=progress)
     rows = {str(item["image"]): i for i, item in enumerate(lists["train"])}
     return TransferFeatures(out["train"], out["val"], out["test"], rows)
 

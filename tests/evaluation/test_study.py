@@ -27,6 +27,25 @@ def test_draw_features_are_the_bundle_subset(feats, kermany_dir, fraction, draw)
     assert train.features.shape == (len(items), feats.pool.features.shape[1])
 
 
+@pytest.mark.parametrize("backbone, kwargs", [("resnet18", None), ("convstem_vit_tiny", {"img_size": 32})])
+def test_random_init_features_do_not_depend_on_the_callers_random_state(kermany_dir, backbone, kwargs):
+    import torch
+
+    def embed(seed: int) -> np.ndarray:
+        return embed_transfer_splits(backbone, None, kermany_dir, 32, seed=seed, max_images=48, cache="none",
+                                     backbone_kwargs=kwargs).test.features  # fmt: skip
+
+    torch.manual_seed(1)
+    first = embed(0)
+    after = torch.rand(3)  # the caller's stream is untouched by the embedding
+    torch.manual_seed(2)
+    torch.rand(100)
+    assert np.array_equal(embed(0), first)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after)
+    assert not np.array_equal(embed(1), first)  # the seed does draw the initialisation
+
+
 def test_draw_features_refuses_other_settings(feats, kermany_dir):
     with pytest.raises(ValueError, match="not in the embedded training pool"):
         draw_features(feats, kermany_dir, 1.0, 0, max_images=MAX_IMAGES + 40)
