@@ -65,7 +65,7 @@ def epoch_curve(run_dir: str | Path, tag: str = "train/loss") -> dict[str, Any]:
         "epochs": epochs,
         "mean_loss": [sum(v for _, v, _ in per_epoch[e]) / len(per_epoch[e]) for e in epochs],
         "logged_steps": [len(per_epoch[e]) for e in epochs],
-        "seconds_per_epoch": [round(b - a, 2) for a, b in zip(ends, ends[1:])],
+        "seconds_per_epoch": [round(b - a, 2) for a, b in zip(ends, ends[1:], strict=False)],
     }
 
 

@@ -32,7 +32,7 @@ def test_same_torch_state_same_views_and_epochs_differ(epochs: int) -> None:
     a, _ = _epoch_draws(0, epochs)
     b, _ = _epoch_draws(0, epochs)
     c, _ = _epoch_draws(1, epochs)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[0], c[0])
 
