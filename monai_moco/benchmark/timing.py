@@ -217,7 +217,7 @@ def op_time_shares(fn: Callable[[], Any], top: int = 10) -> dict[str, Any]:
 
 
 def matmul_peak_flops(
-    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5, max_seconds: float = 10.0
+    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5, max_seconds: float = 3.0
 ) -> float:
     """This machine's achievable matrix-multiply FLOP/s: the faster of the two GEMM libraries torch runs on a CPU.
 
@@ -227,15 +227,17 @@ def matmul_peak_flops(
     bf16 autocast, its linear layers). They differ by CPU: on some AVX-512 CPUs the convolution runs at more than twice
     ``torch.mm``'s rate, so a peak from ``torch.mm`` alone can put a training step's "utilisation" above 100 %.
 
-    Where one product is slow (bf16 without AMX / AVX-512 BF16 is emulated and many times slower than fp32),
-    ``size`` is halved (down to 256) until ``repeats`` products fit in ``max_seconds``, so the measurement stays short;
-    such a peak is far below fp32 anyway and tells that the dtype does not pay.
+    Each library starts at size 256 and doubles the size (up to ``size``) only while ``repeats`` products of the next
+    size, extrapolated from the last one's time, fit in ``max_seconds``. So a slow product (bf16 without AMX /
+    AVX-512 BF16 is emulated and many times slower than fp32) is never run at a size that would take minutes; such a
+    peak is far below fp32 anyway and tells that the dtype does not pay.
 
     Args:
         dtype: ``torch.float32`` or ``torch.bfloat16`` (oneDNN uses AMX / AVX-512 BF16 where present).
-        size: matrix size of ``torch.mm``; the convolution's batch is ``size // 64`` (large enough to be compute bound).
-        repeats: timed products (after one warm-up).
-        max_seconds: time budget of each library's timed products, judged from its warm-up.
+        size: largest matrix size of ``torch.mm``; the convolution's batch is ``size // 64`` (large enough to be compute
+            bound).
+        repeats: timed products (after one warm-up at each size tried).
+        max_seconds: time budget of each library's timed products, judged from the warm-ups.
 
     Returns:
         FLOP/s (a multiply-add counts as 2) with the current ``torch.get_num_threads()``.
@@ -258,16 +260,19 @@ def matmul_peak_flops(
         x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
         return (lambda: torch.nn.functional.conv2d(x, w, padding=1)), 2.0 * batch * channels**2 * 9 * side**2
 
+    def warm(n: int) -> tuple[Callable[[], Any], float, float]:
+        product, flops = make(n)
+        start = time.perf_counter()
+        product()
+        return product, flops, time.perf_counter() - start
+
     best = 0.0
     for make in (mm, conv3x3):
-        n = size
-        while True:
-            product, flops = make(n)
-            start = time.perf_counter()
-            product()
-            if (time.perf_counter() - start) * repeats <= max_seconds or n <= 256:
-                break
-            n //= 2
+        n = min(size, 256)
+        product, flops, seconds = warm(n)
+        while 2 * n <= size and seconds * (make(2 * n)[1] / flops) * repeats <= max_seconds:
+            n *= 2
+            product, flops, seconds = warm(n)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

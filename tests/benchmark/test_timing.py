@@ -90,43 +90,39 @@ def test_print_json_line_rounds_floats():
     assert json.loads(text) == {"case": "x", "v": 12.35, "l": [0.3333], "d": {"r": 0.6667}, "n": None}
 
 
-def test_matmul_peak_halves_the_size_of_a_slow_multiply(monkeypatch):
+@pytest.mark.parametrize(
+    "mm_256, conv_per_image, sizes, batches",
+    [
+        # slow (emulated) products: 0.5 s per 256 multiply, 1 s per conv image; the next size would not fit in 2 s
+        (0.5, 1.0, [256, 256, 256, 256], [4, 4, 4, 4]),
+        # fast products grow to the largest size whose 3 extrapolated products fit in 2 s
+        (1e-3, 1e-3, [256, 512, 1024, 1024, 1024, 1024], [4, 8, 16, 16, 16, 16]),
+        (0.05, 0.05, [256, 512, 512, 512, 512], [4, 8, 8, 8, 8]),
+    ],
+)
+def test_matmul_peak_grows_the_size_only_while_products_fit(monkeypatch, mm_256, conv_per_image, sizes, batches):
     clock = {"now": 0.0}
-    sizes: list[int] = []
-    batches: list[int] = []
+    seen_sizes: list[int] = []
+    seen_batches: list[int] = []
 
-    def fake_mm(a, b):  # a slow (emulated) multiply: 0.5 s at 256, 4 s at 512, 32 s at 1024
-        sizes.append(a.shape[0])
-        clock["now"] += 0.5 * (a.shape[0] / 256) ** 3
+    def fake_mm(a, b):
+        seen_sizes.append(a.shape[0])
+        clock["now"] += mm_256 * (a.shape[0] / 256) ** 3
 
-    def fake_conv(x, w, padding):  # the convolution at 1 s per image: 16 s at 1024 (batch 16), 8 s at 512, 4 s at 256
+    def fake_conv(x, w, padding):
         assert padding == 1 and w.shape == (256, 256, 3, 3) and x.is_contiguous(memory_format=torch.channels_last)
-        batches.append(x.shape[0])
-        clock["now"] += 1.0 * x.shape[0]
+        seen_batches.append(x.shape[0])
+        clock["now"] += conv_per_image * x.shape[0]
 
     monkeypatch.setattr(torch, "mm", fake_mm)
     monkeypatch.setattr(torch.nn.functional, "conv2d", fake_conv)
     monkeypatch.setattr("monai_moco.benchmark.timing.time.perf_counter", lambda: clock["now"])
     peak = matmul_peak_flops(torch.float32, size=1024, repeats=3, max_seconds=2.0)
-    assert sizes == [1024, 512, 256, 256, 256, 256]  # warm-ups until 3 x 0.5 s fit in 2 s, then 3 timed
-    assert batches == [16, 8, 4, 4, 4, 4]  # halved down to size 256 (batch 4), which is timed even though it is slow
-    conv_flops_per_s = 2.0 * 256**2 * 9 * 16**2  # per image, at 1 s per image
-    assert peak == pytest.approx(max(2.0 * 256**3 / 0.5, conv_flops_per_s))  # the faster library wins
-
-
-@pytest.mark.parametrize(
-    ("name", "category"),
-    [("aten::addmm", "matmul"), ("aten::mm", "matmul"), ("aten::bmm", "matmul"),
-     ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
-     ("aten::convolution_backward", "convolution"), ("aten::mkldnn_convolution", "convolution"),
-     ("aten::native_layer_norm_backward", "normalisation"), ("aten::native_batch_norm", "normalisation"),
-     ("aten::gelu_backward", "activation"), ("aten::threshold_backward", "activation"),
-     ("aten::copy_", "copy_cast"), ("aten::_to_copy", "copy_cast"), ("aten::cat", "copy_cast"),
-     ("aten::_fused_sgd_", "optimizer_momentum"), ("aten::_foreach_lerp_", "optimizer_momentum"),
-     ("aten::linalg_vector_norm", "other"), ("aten::add_", "other"), ("aten::mm_fake", "other")],
-)  # fmt: skip
-def test_op_category(name: str, category: str):
-    assert op_category(name) == category
+    assert seen_sizes == sizes and seen_batches == batches  # one warm-up per size tried, then 3 timed products
+    n, batch = sizes[-1], batches[-1]
+    mm_rate = 2.0 * n**3 / (mm_256 * (n / 256) ** 3)
+    conv_rate = 2.0 * batch * 256**2 * 9 * 16**2 / (conv_per_image * batch)
+    assert peak == pytest.approx(max(mm_rate, conv_rate))  # the faster library wins
 
 
 def test_op_time_shares_of_a_training_step():
