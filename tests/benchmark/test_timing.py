@@ -125,6 +125,21 @@ def test_matmul_peak_grows_the_size_only_while_products_fit(monkeypatch, mm_256,
     assert peak == pytest.approx(max(mm_rate, conv_rate))  # the faster library wins
 
 
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [("aten::addmm", "matmul"), ("aten::mm", "matmul"), ("aten::bmm", "matmul"),
+     ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+     ("aten::convolution_backward", "convolution"), ("aten::mkldnn_convolution", "convolution"),
+     ("aten::native_layer_norm_backward", "normalisation"), ("aten::native_batch_norm", "normalisation"),
+     ("aten::gelu_backward", "activation"), ("aten::threshold_backward", "activation"),
+     ("aten::copy_", "copy_cast"), ("aten::_to_copy", "copy_cast"), ("aten::cat", "copy_cast"),
+     ("aten::_fused_sgd_", "optimizer_momentum"), ("aten::_foreach_lerp_", "optimizer_momentum"),
+     ("aten::linalg_vector_norm", "other"), ("aten::add_", "other"), ("aten::mm_fake", "other")],
+)  # fmt: skip
+def test_op_category(name: str, category: str):
+    assert op_category(name) == category
+
+
 def test_op_time_shares_of_a_training_step():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.LayerNorm(512))
