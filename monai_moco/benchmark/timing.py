@@ -247,38 +247,41 @@ def matmul_peak_flops(
         peak = matmul_peak_flops(torch.bfloat16)
     """
     g = torch.Generator().manual_seed(0)
+    channels, side = 256, 16  # the convolution's feature maps; its batch grows with the size
 
-    def mm(n: int) -> tuple[Callable[[], Any], float]:
+    def mm_flops(n: int) -> float:
+        return 2.0 * n**3
+
+    def mm(n: int) -> Callable[[], Any]:
         a = torch.randn(n, n, generator=g).to(dtype)
         b = torch.randn(n, n, generator=g).to(dtype)
-        return (lambda: torch.mm(a, b)), 2.0 * n**3
+        return lambda: torch.mm(a, b)
 
-    def conv3x3(n: int) -> tuple[Callable[[], Any], float]:
-        batch, channels, side = max(1, n // 64), 256, 16
-        x = torch.randn(batch, channels, side, side, generator=g).to(dtype)
+    def conv_flops(n: int) -> float:
+        return 2.0 * max(1, n // 64) * channels**2 * 9 * side**2
+
+    def conv3x3(n: int) -> Callable[[], Any]:
+        x = torch.randn(max(1, n // 64), channels, side, side, generator=g).to(dtype)
         w = torch.randn(channels, channels, 3, 3, generator=g).to(dtype)
         x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
-        return (lambda: torch.nn.functional.conv2d(x, w, padding=1)), 2.0 * batch * channels**2 * 9 * side**2
+        return lambda: torch.nn.functional.conv2d(x, w, padding=1)
 
-    def warm(n: int) -> tuple[Callable[[], Any], float, float]:
-        product, flops = make(n)
+    def seconds_of(product: Callable[[], Any]) -> float:
         start = time.perf_counter()
         product()
-        return product, flops, time.perf_counter() - start
+        return time.perf_counter() - start
 
     best = 0.0
-    for make in (mm, conv3x3):
+    for build, flops_of in ((mm, mm_flops), (conv3x3, conv_flops)):
         n = min(size, 256)
-        product, flops, seconds = warm(n)
-        while 2 * n <= size and seconds * (make(2 * n)[1] / flops) * repeats <= max_seconds:
+        product = build(n)
+        seconds = seconds_of(product)  # the warm-up of this size
+        while 2 * n <= size and seconds * flops_of(2 * n) / flops_of(n) * repeats <= max_seconds:
             n *= 2
-            product, flops, seconds = warm(n)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            product()
-            times.append(time.perf_counter() - start)
-        best = max(best, flops / median(times))
+            product = build(n)
+            seconds = seconds_of(product)
+        times = [seconds_of(product) for _ in range(repeats)]
+        best = max(best, flops_of(n) / median(times))
     return best
 
 
